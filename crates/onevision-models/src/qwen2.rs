@@ -1,0 +1,245 @@
+//! Qwen2 decoder (transformers `models/qwen2/modeling_qwen2.py`): GQA attention with q/k/v
+//! biases, rotate-half RoPE, RMSNorm, SwiGLU MLP, optional tied LM head. The KV cache is
+//! passed in explicitly.
+
+use candle_core::{Module, Tensor};
+use onevision_nn::attention::{attention, Mask};
+use onevision_nn::rope::{apply_rotary, RotaryEmbedding};
+use onevision_nn::{Activation, KvCache, Linear, RmsNorm, Weights};
+
+use crate::config::Qwen2Config;
+use crate::Result;
+
+/// Which layer runs, and how many positions were cached before this forward call (read once:
+/// the cache grows layer by layer during the call).
+#[derive(Debug, Clone, Copy)]
+struct LayerPos {
+    layer: usize,
+    offset: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(cfg: &Qwen2Config, w: &Weights) -> Result<Self> {
+        let (d, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (h, kvh) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        Ok(Self {
+            q: Linear::new(d, h * hd, true, &w.pp("q_proj"))?,
+            k: Linear::new(d, kvh * hd, true, &w.pp("k_proj"))?,
+            v: Linear::new(d, kvh * hd, true, &w.pp("v_proj"))?,
+            o: Linear::new(h * hd, d, false, &w.pp("o_proj"))?,
+            heads: h,
+            kv_heads: kvh,
+            head_dim: hd,
+        })
+    }
+
+    /// # Shapes
+    /// `x`: (b, t, d); `cos`, `sin`: (t, hd) -> (b, t, d)
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        pos: LayerPos,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let LayerPos { layer, offset } = pos;
+        let q = self
+            .q
+            .forward(x)?
+            .reshape((b, t, self.heads, self.head_dim))?
+            .transpose(1, 2)?; // (b, h, t, hd)
+        let k = self
+            .k
+            .forward(x)?
+            .reshape((b, t, self.kv_heads, self.head_dim))?
+            .transpose(1, 2)?; // (b, kvh, t, hd)
+        let v = self
+            .v
+            .forward(x)?
+            .reshape((b, t, self.kv_heads, self.head_dim))?
+            .transpose(1, 2)?; // (b, kvh, t, hd)
+        let q = apply_rotary(&q.contiguous()?, cos, sin)?;
+        let k = apply_rotary(&k.contiguous()?, cos, sin)?;
+        let (k, v) = cache.append(layer, &k, &v.contiguous()?)?; // (b, kvh, offset + t, hd)
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let y = attention(&q, &k, &v, scale, Mask::Causal { offset })?; // (b, h, t, hd)
+        let y = y
+            .transpose(1, 2)?
+            .reshape((b, t, self.heads * self.head_dim))?;
+        Ok(self.o.forward(&y)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    fn new(cfg: &Qwen2Config, w: &Weights) -> Result<Self> {
+        let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate: Linear::new(d, i, false, &w.pp("gate_proj"))?,
+            up: Linear::new(d, i, false, &w.pp("up_proj"))?,
+            down: Linear::new(i, d, false, &w.pp("down_proj"))?,
+            act: cfg.hidden_act,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let g = self.act.forward(&self.gate.forward(x)?)?;
+        Ok(self.down.forward(&(g * self.up.forward(x)?)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    input_norm: RmsNorm,
+    attn: Attention,
+    post_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    fn new(cfg: &Qwen2Config, w: &Weights) -> Result<Self> {
+        let (d, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        Ok(Self {
+            input_norm: RmsNorm::new(d, eps, &w.pp("input_layernorm"))?,
+            attn: Attention::new(cfg, &w.pp("self_attn"))?,
+            post_norm: RmsNorm::new(d, eps, &w.pp("post_attention_layernorm"))?,
+            mlp: Mlp::new(cfg, &w.pp("mlp"))?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        pos: LayerPos,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let a = self
+            .attn
+            .forward(&self.input_norm.forward(x)?, cos, sin, pos, cache)?;
+        let x = (x + a)?;
+        let m = self.mlp.forward(&self.post_norm.forward(&x)?)?;
+        Ok((x + m)?)
+    }
+}
+
+/// The language model with its head.
+#[derive(Debug, Clone)]
+pub struct Qwen2 {
+    embed_tokens: Tensor, // (V, d)
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rope: RotaryEmbedding,
+    cfg: Qwen2Config,
+}
+
+impl Qwen2 {
+    /// `w` holds `embed_tokens`, `layers.*`, `norm`; `head` holds `weight` of an untied head.
+    pub fn new(
+        cfg: &Qwen2Config,
+        tie_word_embeddings: bool,
+        w: &Weights,
+        head: &Weights,
+    ) -> Result<Self> {
+        let embed_tokens = w.get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::new(cfg, &w.pp("layers").pp(i)))
+            .collect::<Result<_>>()?;
+        let lm_head = if tie_word_embeddings {
+            Linear::from_tensors(embed_tokens.clone(), None)
+        } else {
+            Linear::new(cfg.hidden_size, cfg.vocab_size, false, head)?
+        };
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, &w.pp("norm"))?,
+            lm_head,
+            rope: RotaryEmbedding::new(cfg.head_dim, cfg.rope_theta),
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Qwen2Config {
+        &self.cfg
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Token embeddings.
+    ///
+    /// # Shapes
+    /// `ids`: t -> (t, d)
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab_size) {
+            return Err(crate::Error::Input(format!(
+                "token id {bad} is outside the vocabulary of {} tokens",
+                self.cfg.vocab_size
+            )));
+        }
+        let ids = Tensor::new(ids, self.embed_tokens.device())?;
+        Ok(self.embed_tokens.index_select(&ids, 0)?)
+    }
+
+    /// Runs the decoder over new positions that follow the cached ones; returns the final-norm
+    /// hidden states.
+    ///
+    /// # Shapes
+    /// `x`: (b, t, d) -> (b, t, d)
+    pub fn forward_embeds(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (_, t, _) = x.dims3()?;
+        let start = cache.len();
+        if start + t > self.cfg.max_position_embeddings {
+            return Err(crate::Error::Input(format!(
+                "{} positions exceed the model's context of {} tokens",
+                start + t,
+                self.cfg.max_position_embeddings
+            )));
+        }
+        let (cos, sin) = self.rope.cos_sin(start, t, x.dtype(), x.device())?;
+        let mut x = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(
+                &x,
+                &cos,
+                &sin,
+                LayerPos {
+                    layer: i,
+                    offset: start,
+                },
+                cache,
+            )?;
+        }
+        Ok(self.norm.forward(&x)?)
+    }
+
+    /// # Shapes
+    /// `hidden`: (..., d) -> (..., V)
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(hidden)?)
+    }
+}

@@ -1,0 +1,37 @@
+//! Activation functions, named as checkpoints name them.
+
+use candle_core::Tensor;
+
+/// An activation function. Parsed from config strings at load; see [`Activation::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU, `x·Φ(x)` with the error function (PyTorch `gelu`, config `"gelu"`).
+    GeluErf,
+    /// Tanh-approximated GELU (config `"gelu_pytorch_tanh"`, `"gelu_new"`, `"gelu_fast"`).
+    GeluTanh,
+    /// `x·sigmoid(x)` (config `"silu"`, `"swish"`).
+    Silu,
+}
+
+impl Activation {
+    /// The config spellings this parser accepts.
+    pub const ACCEPTED: &'static str = "gelu, gelu_pytorch_tanh, gelu_new, silu, swish";
+
+    /// Parses a config value; `None` if the name is not one we implement.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::GeluErf),
+            "gelu_pytorch_tanh" | "gelu_new" => Some(Self::GeluTanh),
+            "silu" | "swish" => Some(Self::Silu),
+            _ => None,
+        }
+    }
+
+    pub fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::GeluErf => x.gelu_erf(),
+            Self::GeluTanh => x.gelu(),
+            Self::Silu => x.silu(),
+        }
+    }
+}

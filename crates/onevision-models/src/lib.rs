@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fixtures;
 pub mod generate;
 pub mod llava_ov;
 pub mod projector;

@@ -194,7 +194,9 @@ struct RawQwen2 {
     intermediate_size: Option<usize>,
     num_hidden_layers: Option<usize>,
     num_attention_heads: Option<usize>,
-    num_key_value_heads: Option<usize>,
+    /// Absent: 32 (the class default); `null`: as many as attention heads.
+    #[serde(default, deserialize_with = "present")]
+    num_key_value_heads: Option<Option<usize>>,
     head_dim: Option<usize>,
     hidden_act: Option<String>,
     rms_norm_eps: Option<f64>,
@@ -256,14 +258,17 @@ impl RawQwen2 {
                 accepted: "false (LLaVA-OneVision's Qwen2 attends to the full context)".into(),
             });
         }
-        if heads == 0 || hidden_size % heads != 0 && self.head_dim.is_none() {
+        if heads == 0 || !hidden_size.is_multiple_of(heads) && self.head_dim.is_none() {
             return Err(Error::BadConfig {
                 key: key("num_attention_heads"),
                 reason: format!("{heads} heads do not divide hidden_size {hidden_size}"),
             });
         }
-        let kv_heads = self.num_key_value_heads.unwrap_or(heads);
-        if kv_heads == 0 || heads % kv_heads != 0 {
+        let kv_heads = match self.num_key_value_heads {
+            None => 32,
+            Some(n) => n.unwrap_or(heads),
+        };
+        if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
             return Err(Error::BadConfig {
                 key: key("num_key_value_heads"),
                 reason: format!("{kv_heads} key/value heads do not divide {heads} attention heads"),
@@ -283,6 +288,13 @@ impl RawQwen2 {
             max_position_embeddings: self.max_position_embeddings.unwrap_or(32768),
         })
     }
+}
+
+/// Tells a key given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<usize>>, D::Error> {
+    Option::<usize>::deserialize(d).map(Some)
 }
 
 /// SigLIP vision keys; missing ones take `SiglipVisionConfig`'s defaults.
@@ -320,7 +332,7 @@ impl RawSiglip {
             hidden_act,
             layer_norm_eps: self.layer_norm_eps.unwrap_or(1e-6),
         };
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::BadConfig {
                 key: "vision_config.num_attention_heads".into(),
                 reason: format!(

@@ -149,6 +149,9 @@ fn packed_length_equals_transformers_token_count() {
     );
 }
 
+/// Maps a stored tensor name to another layout's name (None drops the tensor).
+type Rename = dyn Fn(&str) -> Option<String>;
+
 /// Writes the fixture's weights under another naming, optionally in shards.
 fn write_layout(src: &Path, dst: &Path, rename: impl Fn(&str) -> Option<String>, shards: usize) {
     std::fs::create_dir_all(dst).unwrap();
@@ -238,7 +241,7 @@ fn every_checkpoint_layout_gives_identical_logits() {
             (all_logits(&model, &h).unwrap(), report)
         };
         let (reference, _) = logits(&src);
-        let layouts: [(&str, &dyn Fn(&str) -> Option<String>, usize); 5] = [
+        let layouts: [(&str, &Rename, usize); 5] = [
             ("hub", &hub, 1),
             ("in_memory", &in_memory, 1),
             ("lmms", &lmms, 1),

@@ -175,3 +175,22 @@ fn unsupported_values_name_the_key_and_the_accepted_values() {
     let e = err(json!({"model_type": "llava_onevision", "text_config": {"hidden_size": "big"}}));
     assert!(e.contains("text_config"), "{e}");
 }
+
+#[test]
+fn kv_heads_default_like_qwen2config() {
+    let with = |kv: Option<Value>| {
+        let mut t = json!({"num_attention_heads": 64, "hidden_size": 128});
+        if let Some(v) = kv {
+            t["num_key_value_heads"] = v;
+        }
+        LlavaOnevisionConfig::from_json(&json!({"model_type": "llava_onevision", "text_config": t}))
+            .map(|c| c.text.num_key_value_heads)
+    };
+    assert_eq!(with(None).unwrap(), 32, "absent: the class default");
+    assert_eq!(
+        with(Some(Value::Null)).unwrap(),
+        64,
+        "null: one per attention head"
+    );
+    assert_eq!(with(Some(json!(4))).unwrap(), 4);
+}

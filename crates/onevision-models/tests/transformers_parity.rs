@@ -10,10 +10,12 @@ use onevision_models::{LlavaOnevision, Media};
 use onevision_nn::ComputeDType;
 
 /// Bound on |ours - transformers| for logits, relative to the largest stored logit. f32 with a
-/// different summation order (gemm blocking, fused ops) lands around 1e-6 of the scale here.
-const LOGITS_REL_TOL: f32 = 1e-4;
-/// The same bound for intermediate activations (vision features, projector, packed rows).
-const FEATURES_REL_TOL: f32 = 1e-4;
+/// different summation order (gemm blocking, fused ops) lands at 0.3e-6 .. 1.4e-6 of the scale
+/// on the fixtures; the bound leaves ~15x room for other seeds and sizes.
+const LOGITS_REL_TOL: f32 = 2e-5;
+/// The same bound for intermediate activations (vision features, projector, packed rows),
+/// observed at <= 0.8e-6 of their scale.
+const FEATURES_REL_TOL: f32 = 2e-5;
 /// Row sums of C values carry C rounding errors: allow sqrt(C) times the element bound.
 fn row_sum_tol(scale: f32, cols: usize, rel: f32) -> f32 {
     rel * scale.max(1.0) * (cols as f32).sqrt() * 4.0

@@ -143,12 +143,12 @@ fn fixture_check(
                 continue;
             }
             let tensors = case_tensors_in(dir, name, &case.name)?;
-            let inp = input(case, &tensors);
+            let inp = input(case, &tensors)?;
             let t0 = Instant::now();
             let hidden = model.forward(&inp, &mut model.new_cache())?;
             let logits = all_logits(&model, &hidden)?;
             let prefill = t0.elapsed();
-            let d = deviation("logits", &logits, &tensors);
+            let d = deviation("logits", &logits, &tensors)?;
             let t1 = Instant::now();
             let g = greedy(&model, &inp, 20, &[entry.eos_token_id], |_| {})?;
             let decode = t1.elapsed();

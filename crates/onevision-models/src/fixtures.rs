@@ -69,7 +69,13 @@ pub fn case_tensors_in(dir: &Path, model: &str, case: &str) -> Result<HashMap<St
         .join(model)
         .join("cases")
         .join(format!("{case}.safetensors"));
-    Ok(candle_core::safetensors::load(&p, &Device::Cpu)?)
+    candle_core::safetensors::load(&p, &Device::Cpu).map_err(|e| {
+        onevision_nn::Error::BadSafetensors {
+            path: p.clone(),
+            reason: e.to_string(),
+        }
+        .into()
+    })
 }
 
 /// The repository's manifest; panics if it is missing (tests only).
@@ -105,11 +111,18 @@ pub fn pattern_pixels(seed: i64, n: usize) -> Tensor {
     Tensor::from_vec(v, (n, 3, TILE, TILE), &Device::Cpu).expect("pixel tensor")
 }
 
+/// A stored tensor of a case, or an error naming the missing entry.
+fn entry<'a>(t: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
+    t.get(name).ok_or_else(|| {
+        Error::Input(format!(
+            "the fixture case has no tensor `{name}`; regenerate it with tools/fixtures"
+        ))
+    })
+}
+
 /// The model input of a case: its token ids and its media made from the pixel pattern.
-pub fn input(case: &Case, tensors: &HashMap<String, Tensor>) -> MultimodalInput {
-    let ids: Vec<i64> = tensors["input_ids"]
-        .to_vec1()
-        .expect("fixture input_ids are i64");
+pub fn input(case: &Case, tensors: &HashMap<String, Tensor>) -> Result<MultimodalInput> {
+    let ids: Vec<i64> = entry(tensors, "input_ids")?.to_vec1()?;
     let layout = if case.batch_num_images.unwrap_or(1) > 1 {
         ImageLayout::Single
     } else {
@@ -129,10 +142,10 @@ pub fn input(case: &Case, tensors: &HashMap<String, Tensor>) -> MultimodalInput 
             frames: pattern_pixels(v.seed, v.frames),
         });
     }
-    MultimodalInput {
+    Ok(MultimodalInput {
         input_ids: ids.into_iter().map(|i| i as u32).collect(),
         media,
-    }
+    })
 }
 
 /// How far a tensor (viewed as rows x last axis) is from a stored summary.
@@ -148,27 +161,27 @@ pub struct Deviation {
     pub scale: f32,
 }
 
-/// Compares `ours` with the summary stored under `name`. Panics on a malformed fixture.
-pub fn deviation(name: &str, ours: &Tensor, t: &HashMap<String, Tensor>) -> Deviation {
-    let cols = *ours.dims().last().expect("rank >= 1");
+/// Compares `ours` with the summary stored under `name`.
+pub fn deviation(name: &str, ours: &Tensor, t: &HashMap<String, Tensor>) -> Result<Deviation> {
+    let cols = ours.dims().last().copied().unwrap_or(1);
     let ours: Vec<Vec<f32>> = ours
-        .to_dtype(candle_core::DType::F32)
-        .and_then(|x| x.reshape(((), cols)))
-        .and_then(|x| x.to_vec2())
-        .expect("to rows");
-    let rows: Vec<i64> = t[&format!("{name}.rows")].to_vec1().expect("rows");
-    let sample: Vec<Vec<f32>> = t[&format!("{name}.sample")].to_vec2().expect("sample");
-    let sums: Vec<f32> = t[&format!("{name}.row_sum")].to_vec1().expect("row_sum");
-    let sumsq: Vec<f32> = t[&format!("{name}.row_sumsq")]
-        .to_vec1()
-        .expect("row_sumsq");
-    assert_eq!(
-        ours.len(),
-        sums.len(),
-        "{name}: {} rows, transformers has {}",
-        ours.len(),
-        sums.len()
-    );
+        .to_dtype(candle_core::DType::F32)?
+        .reshape(((), cols))?
+        .to_vec2()?;
+    let rows: Vec<i64> = entry(t, &format!("{name}.rows"))?.to_vec1()?;
+    let sample: Vec<Vec<f32>> = entry(t, &format!("{name}.sample"))?.to_vec2()?;
+    let sums: Vec<f32> = entry(t, &format!("{name}.row_sum"))?.to_vec1()?;
+    let sumsq: Vec<f32> = entry(t, &format!("{name}.row_sumsq"))?.to_vec1()?;
+    if ours.len() != sums.len()
+        || sumsq.len() != sums.len()
+        || rows.iter().any(|&r| r < 0 || r as usize >= ours.len())
+    {
+        return Err(Error::Input(format!(
+            "{name}: {} rows computed, the fixture summarizes {}",
+            ours.len(),
+            sums.len()
+        )));
+    }
     let mut d = Deviation::default();
     for (r, want) in rows.iter().zip(&sample) {
         for (a, b) in ours[*r as usize].iter().zip(want) {
@@ -184,5 +197,5 @@ pub fn deviation(name: &str, ours: &Tensor, t: &HashMap<String, Tensor>) -> Devi
             .row_sumsq_max_rel
             .max((q as f32 - sumsq[i]).abs() / sumsq[i].abs().max(1.0));
     }
-    d
+    Ok(d)
 }

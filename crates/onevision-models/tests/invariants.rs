@@ -57,7 +57,7 @@ fn prefill_equals_token_by_token_decode() {
                 .find(|c| c.name == case_name)
                 .unwrap();
             let t = case_tensors(name, case_name);
-            let full_input = input(case, &t);
+            let full_input = input(case, &t).unwrap();
             let full = all_logits(
                 &model,
                 &model.forward(&full_input, &mut model.new_cache()).unwrap(),
@@ -149,6 +149,15 @@ fn packed_length_equals_transformers_token_count() {
     );
 }
 
+/// transformers' shard file names (a single file is plain model.safetensors).
+fn shard_file(k: usize, shards: usize) -> String {
+    if shards == 1 {
+        "model.safetensors".into()
+    } else {
+        format!("model-{:05}-of-{shards:05}.safetensors", k + 1)
+    }
+}
+
 /// Maps a stored tensor name to another layout's name (None drops the tensor).
 type Rename = dyn Fn(&str) -> Option<String>;
 
@@ -165,21 +174,11 @@ fn write_layout(src: &Path, dst: &Path, rename: impl Fn(&str) -> Option<String>,
     for (i, n) in names.iter().enumerate() {
         let Some(new) = rename(n) else { continue };
         let k = i * shards / names.len();
-        let file = if shards == 1 {
-            "model.safetensors".to_string()
-        } else {
-            format!("model-{:05}-of-{shards:05}.safetensors", k + 1)
-        };
-        weight_map.insert(new.clone(), file.into());
+        weight_map.insert(new.clone(), shard_file(k, shards).into());
         parts[k].insert(new, tensors[*n].clone());
     }
     for (k, p) in parts.iter().enumerate() {
-        let file = if shards == 1 {
-            "model.safetensors".to_string()
-        } else {
-            format!("model-{:05}-of-{shards:05}.safetensors", k + 1)
-        };
-        candle_core::safetensors::save(p, dst.join(file)).unwrap();
+        candle_core::safetensors::save(p, dst.join(shard_file(k, shards))).unwrap();
     }
     if shards > 1 {
         let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
@@ -233,7 +232,7 @@ fn every_checkpoint_layout_gives_identical_logits() {
             .find(|c| c.name == "image_small")
             .unwrap();
         let t = case_tensors(name, "image_small");
-        let input = input(case, &t);
+        let input = input(case, &t).unwrap();
         let logits = |dir: &Path| {
             let (model, report) =
                 LlavaOnevision::load(dir, ComputeDType::F32, &Device::Cpu).unwrap();

@@ -28,7 +28,7 @@ fn check(
     t: &std::collections::HashMap<String, Tensor>,
     rel: f32,
 ) -> f32 {
-    let d = deviation(stage, ours, t);
+    let d = deviation(stage, ours, t).unwrap();
     let cols = *ours.dims().last().unwrap();
     let tol = rel * d.scale.max(1.0);
     println!(
@@ -67,7 +67,7 @@ fn run_model(name: &str) {
     let mut worst = 0f32;
     for case in &entry.cases {
         let t = case_tensors(name, &case.name);
-        let input = input(case, &t);
+        let input = input(case, &t).unwrap();
         // Intermediate stages, concatenated over the media as the fixture stores them.
         if !input.media.is_empty() {
             let pixels: Vec<Tensor> = input
@@ -145,7 +145,7 @@ fn hub_float16_layout_matches_transformers() {
     let t = case_tensors("tied", "image_wide");
     let reference =
         candle_core::safetensors::load(dir.join("image_wide.safetensors"), &Device::Cpu).unwrap();
-    let input = input(case, &t);
+    let input = input(case, &t).unwrap();
     let hidden = model.forward(&input, &mut model.new_cache()).unwrap();
     check(
         "logits",
@@ -188,7 +188,7 @@ fn half_precision_agrees_with_f32_on_top1() {
         .collect();
         for case in &m.models[name].cases {
             let t = case_tensors(name, &case.name);
-            let input = input(case, &t);
+            let input = input(case, &t).unwrap();
             let logits = |model: &LlavaOnevision| -> Vec<Vec<f32>> {
                 let h = model.forward(&input, &mut model.new_cache()).unwrap();
                 let l = all_logits(model, &h).unwrap();

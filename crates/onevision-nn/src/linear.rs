@@ -36,12 +36,7 @@ impl Module for Linear {
     /// # Shapes
     /// `x`: (..., in) -> (..., out)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = match x.dims() {
-            [b, t, _] => x
-                .broadcast_matmul(&self.weight.t()?)?
-                .reshape((*b, *t, ()))?,
-            _ => x.broadcast_matmul(&self.weight.t()?)?,
-        };
+        let y = x.broadcast_matmul(&self.weight.t()?)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),

@@ -1,8 +1,10 @@
 //! The `onevision` command-line tool.
 //!
-//! Until the processor lands (image/video decoding, tokenizer, chat template), the model can be
-//! run on the committed golden fixtures (`fixture-check`) and any checkpoint can be inspected
-//! (`info`).
+//! `generate` answers a prompt about images or a video with a checkpoint directory;
+//! `fixture-check` runs the committed golden fixtures; `info` inspects a checkpoint.
+
+mod bench;
+mod generate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Answer one prompt about images or a video (greedy decoding).
+    Generate(generate::GenerateArgs),
+    /// Time image preprocessing per image (decode + AnyRes tiles + normalize); prints JSON.
+    /// tools/bench/preprocess.py compares it with transformers' processors.
+    BenchPreprocess(bench::BenchPreprocessArgs),
     /// Run the tiny fixture checkpoints on their recorded inputs and compare logits and greedy
     /// tokens with what transformers produced (fixtures/models, made by tools/fixtures).
     FixtureCheck {
@@ -54,14 +61,32 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, skipping causes whose text the message already shows
+/// (library errors often print their source themselves).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Generate(args) => generate::run(args).map(|_| ExitCode::SUCCESS),
+        Command::BenchPreprocess(args) => bench::run(args).map(|_| ExitCode::SUCCESS),
         Command::FixtureCheck {
             fixtures,
             dtype,

@@ -366,7 +366,8 @@ fn eos_ids(v: Option<&Value>) -> Vec<u32> {
     }
 }
 
-fn default_pinpoints() -> Vec<(usize, usize)> {
+/// The 36 AnyRes resolutions of the released checkpoints (1x1 to 6x6 tiles of 384), (h, w).
+pub fn default_grid_pinpoints() -> Vec<(usize, usize)> {
     let mut v = Vec::with_capacity(36);
     for a in 1..=6 {
         for b in 1..=6 {
@@ -384,7 +385,7 @@ fn parse_pinpoints(key: &str, v: Option<&Value>, tile: usize) -> Result<Vec<(usi
         reason,
     };
     let pts = match v {
-        None | Some(Value::Null) => default_pinpoints(),
+        None | Some(Value::Null) => default_grid_pinpoints(),
         Some(Value::String(s)) => {
             let nums: Vec<usize> = s
                 .split(|c: char| !c.is_ascii_digit())

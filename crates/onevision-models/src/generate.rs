@@ -44,6 +44,20 @@ pub fn greedy(
     input: &MultimodalInput,
     max_new_tokens: usize,
     eos: &[u32],
+    on_token: impl FnMut(u32),
+) -> Result<Generated> {
+    greedy_from_embeds(model, &model.embed(input)?, max_new_tokens, eos, on_token)
+}
+
+/// [`greedy`] from prompt embeddings already computed by [`LlavaOnevision::embed`].
+///
+/// # Shapes
+/// `embeds`: (t, H)
+pub fn greedy_from_embeds(
+    model: &LlavaOnevision,
+    embeds: &Tensor,
+    max_new_tokens: usize,
+    eos: &[u32],
     mut on_token: impl FnMut(u32),
 ) -> Result<Generated> {
     let mut cache = model.new_cache();
@@ -54,7 +68,7 @@ pub fn greedy(
             finish: FinishReason::Length,
         });
     }
-    let hidden = model.forward(input, &mut cache)?; // (1, t, H)
+    let hidden = model.forward_embeds(embeds, &mut cache)?; // (1, t, H)
     let mut last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
     loop {
         let logits = model.logits(&last)?.squeeze(0)?.squeeze(0)?; // (V,)

@@ -240,8 +240,16 @@ impl LlavaOnevision {
     /// # Shapes
     /// returns (1, t, H)
     pub fn forward(&self, input: &MultimodalInput, cache: &mut KvCache) -> Result<Tensor> {
-        let x = self.embed(input)?.unsqueeze(0)?;
-        self.lm.forward_embeds(&x, cache)
+        self.forward_embeds(&self.embed(input)?, cache)
+    }
+
+    /// Runs the decoder over embeddings from [`Self::embed`] (so callers can time the vision
+    /// encoder and the prefill apart).
+    ///
+    /// # Shapes
+    /// `embeds`: (t, H) -> (1, t, H)
+    pub fn forward_embeds(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        self.lm.forward_embeds(&embeds.unsqueeze(0)?, cache)
     }
 
     /// Runs the decoder over more text tokens after the cached positions.

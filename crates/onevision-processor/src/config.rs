@@ -282,6 +282,59 @@ mod tests {
         assert!(e.to_string().contains("image_mean"), "{e}");
     }
 
+    /// The Hub layout (preprocessor_config.json + video_preprocessor_config.json) and the
+    /// transformers-5 layout (processor_config.json) give the same settings; a directory with
+    /// neither is an error that names both.
+    #[test]
+    fn both_checkpoint_layouts_read_the_same() {
+        let image = json!({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 3,
+                           "size": {"height": 384, "width": 384}, "image_processor_type": "LlavaOnevisionImageProcessor"});
+        let video = json!({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 3,
+                           "size": {"height": 384, "width": 384}, "do_sample_frames": false});
+        let hub = tempfile::tempdir().unwrap();
+        std::fs::write(
+            hub.path().join("preprocessor_config.json"),
+            image.to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            hub.path().join("video_preprocessor_config.json"),
+            video.to_string(),
+        )
+        .unwrap();
+        let v5 = tempfile::tempdir().unwrap();
+        let both =
+            json!({"image_processor": image, "video_processor": video, "num_image_tokens": 729});
+        std::fs::write(v5.path().join("processor_config.json"), both.to_string()).unwrap();
+        let (a, b) = (
+            ProcessorConfigs::from_dir(hub.path()).unwrap(),
+            ProcessorConfigs::from_dir(v5.path()).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.image.grid_pinpoints.len(), 36);
+        assert!(matches!(a.video.normalize, Normalize::Fused { .. }));
+        // A Hub processor_config.json without the image processor falls back to the Hub files.
+        std::fs::write(
+            hub.path().join("processor_config.json"),
+            json!({"num_image_tokens": 729}).to_string(),
+        )
+        .unwrap();
+        assert_eq!(ProcessorConfigs::from_dir(hub.path()).unwrap(), a);
+        let empty = tempfile::tempdir().unwrap();
+        let e = ProcessorConfigs::from_dir(empty.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("processor_config.json") && e.contains("preprocessor_config.json"),
+            "{e}"
+        );
+        std::fs::write(empty.path().join("preprocessor_config.json"), "{not json").unwrap();
+        let e = ProcessorConfigs::from_dir(empty.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not valid JSON"), "{e}");
+    }
+
     #[test]
     fn video_uses_fused_statistics() {
         let c = ProcessorConfig::from_json(

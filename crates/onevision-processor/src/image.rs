@@ -35,12 +35,15 @@ impl std::fmt::Debug for RgbImage {
 impl RgbImage {
     /// An image filled with one color.
     pub fn filled(width: usize, height: usize, rgb: [u8; 3]) -> Self {
-        let data = rgb
-            .iter()
-            .copied()
-            .cycle()
-            .take(width * height * 3)
-            .collect();
+        let data = if rgb[0] == rgb[1] && rgb[1] == rgb[2] {
+            vec![rgb[0]; width * height * 3]
+        } else {
+            let mut d = vec![0u8; width * height * 3];
+            for px in d.chunks_exact_mut(3) {
+                px.copy_from_slice(&rgb);
+            }
+            d
+        };
         Self {
             width,
             height,

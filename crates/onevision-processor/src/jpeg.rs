@@ -114,7 +114,7 @@ pub fn decode_jpeg(bytes: &[u8], what: &str, limits: &DecodeLimits) -> Result<Rg
             w as i32,
             (w * channels) as i32,
             h as i32,
-            format as i32,
+            format,
             0,
         )
     };

@@ -86,28 +86,58 @@ fn clip8(acc: i32) -> u8 {
 
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
+/// Runs `f(first_row, block)` over blocks of whole rows of `out` on up to
+/// `available_parallelism` threads (one thread for small images, where spawning costs more).
+fn par_rows(
+    out: &mut [u8],
+    row_len: usize,
+    work_per_row: usize,
+    f: impl Fn(usize, &mut [u8]) + Sync,
+) {
+    let rows = out.len() / row_len.max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let threads = if rows * work_per_row < 1 << 18 {
+        1
+    } else {
+        threads.min(rows)
+    };
+    if threads <= 1 {
+        f(0, out);
+        return;
+    }
+    let per = rows.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (i, block) in out.chunks_mut(per * row_len).enumerate() {
+            let f = &f;
+            s.spawn(move || f(i * per, block));
+        }
+    });
+}
+
 /// Resamples rows: `(h, in_w, 3) -> (h, out_w, 3)`.
 fn horizontal(src: &[u8], h: usize, in_w: usize, out_w: usize) -> Vec<u8> {
     let t = taps(in_w, out_w);
     let mut out = vec![0u8; h * out_w * 3];
-    for (row_in, row_out) in src
-        .chunks_exact(in_w * 3)
-        .zip(out.chunks_exact_mut(out_w * 3))
-    {
-        for (x, px) in row_out.chunks_exact_mut(3).enumerate() {
-            let w = &t.weights[x * t.ksize..][..t.len[x]];
-            let base = &row_in[t.first[x] * 3..][..t.len[x] * 3];
-            let (mut r, mut g, mut b) = (HALF, HALF, HALF);
-            for (&wk, p) in w.iter().zip(base.chunks_exact(3)) {
-                r += p[0] as i32 * wk;
-                g += p[1] as i32 * wk;
-                b += p[2] as i32 * wk;
+    par_rows(&mut out, out_w * 3, out_w * t.ksize, |first, block| {
+        let rows_in = src[first * in_w * 3..].chunks_exact(in_w * 3);
+        for (row_in, row_out) in rows_in.zip(block.chunks_exact_mut(out_w * 3)) {
+            for (x, px) in row_out.chunks_exact_mut(3).enumerate() {
+                let w = &t.weights[x * t.ksize..][..t.len[x]];
+                let base = &row_in[t.first[x] * 3..][..t.len[x] * 3];
+                let (mut r, mut g, mut b) = (HALF, HALF, HALF);
+                for (&wk, p) in w.iter().zip(base.chunks_exact(3)) {
+                    r += p[0] as i32 * wk;
+                    g += p[1] as i32 * wk;
+                    b += p[2] as i32 * wk;
+                }
+                px[0] = clip8(r);
+                px[1] = clip8(g);
+                px[2] = clip8(b);
             }
-            px[0] = clip8(r);
-            px[1] = clip8(g);
-            px[2] = clip8(b);
         }
-    }
+    });
     out
 }
 
@@ -116,20 +146,23 @@ fn vertical(src: &[u8], w: usize, in_h: usize, out_h: usize) -> Vec<u8> {
     let t = taps(in_h, out_h);
     let stride = w * 3;
     let mut out = vec![0u8; out_h * stride];
-    let mut acc = vec![0i32; stride];
-    for (y, row_out) in out.chunks_exact_mut(stride).enumerate() {
-        acc.fill(HALF);
-        let weights = &t.weights[y * t.ksize..][..t.len[y]];
-        for (k, &wk) in weights.iter().enumerate() {
-            let row_in = &src[(t.first[y] + k) * stride..][..stride];
-            for (a, &v) in acc.iter_mut().zip(row_in) {
-                *a += v as i32 * wk;
+    par_rows(&mut out, stride, stride * t.ksize, |first, block| {
+        let mut acc = vec![0i32; stride];
+        for (i, row_out) in block.chunks_exact_mut(stride).enumerate() {
+            let y = first + i;
+            acc.fill(HALF);
+            let weights = &t.weights[y * t.ksize..][..t.len[y]];
+            for (k, &wk) in weights.iter().enumerate() {
+                let row_in = &src[(t.first[y] + k) * stride..][..stride];
+                for (a, &v) in acc.iter_mut().zip(row_in) {
+                    *a += v as i32 * wk;
+                }
+            }
+            for (o, &a) in row_out.iter_mut().zip(&acc) {
+                *o = clip8(a);
             }
         }
-        for (o, &a) in row_out.iter_mut().zip(&acc) {
-            *o = clip8(a);
-        }
-    }
+    });
     out
 }
 

@@ -7,12 +7,16 @@
 //! high byte (Pillow's `RGB;16B` raw mode), and alpha is blended onto white with Pillow's
 //! fixed-point formula (`libImaging/AlphaComposite.c`), so the bytes equal Pillow's.
 //!
+//! The EXIF orientation (JPEG, PNG, WebP, TIFF) is applied, as transformers' `load_image` does
+//! with `ImageOps.exif_transpose` for files, paths and URLs, so a phone photo is upright.
+//!
 //! The pixel count is read from the header and checked against [`DecodeLimits`] before any
 //! pixel is decoded, so a small file that claims to be 100000x100000 costs nothing.
 
 use std::io::Cursor;
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use crate::{Error, Result};
@@ -158,7 +162,21 @@ pub fn decode_bytes(bytes: &[u8], what: &str, limits: &DecodeLimits) -> Result<R
         limits.check(what, w, h)?;
     }
     if format == ImageFormat::Jpeg {
-        return crate::jpeg::decode_jpeg(bytes, what, limits);
+        // Pixels from libjpeg-turbo; the EXIF orientation from image-rs's header parser.
+        let orientation = reader
+            .into_decoder()
+            .ok()
+            .and_then(|mut d| d.orientation().ok())
+            .unwrap_or(Orientation::NoTransforms);
+        let rgb = crate::jpeg::decode_jpeg(bytes, what, limits)?;
+        if orientation == Orientation::NoTransforms {
+            return Ok(rgb);
+        }
+        let buf = image::RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.data)
+            .ok_or_else(|| err("decoded buffer has the wrong size".into()))?;
+        let mut image = DynamicImage::ImageRgb8(buf);
+        image.apply_orientation(orientation);
+        return Ok(to_rgb(image));
     }
     let mut decoder = reader
         .into_decoder()
@@ -169,8 +187,10 @@ pub fn decode_bytes(bytes: &[u8], what: &str, limits: &DecodeLimits) -> Result<R
     // Room for the largest sample layout (RGBA f32) of an image within the pixel limit.
     lim.max_alloc = Some(limits.max_pixels.saturating_mul(16).saturating_add(1 << 20));
     decoder.set_limits(lim).map_err(|e| err(e.to_string()))?;
-    let image = DynamicImage::from_decoder(decoder)
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder)
         .map_err(|e| err(format!("corrupt or truncated {format:?} data: {e}")))?;
+    image.apply_orientation(orientation);
     Ok(to_rgb(image))
 }
 

@@ -367,7 +367,7 @@ fn eos_ids(v: Option<&Value>) -> Vec<u32> {
 }
 
 /// The 36 AnyRes resolutions of the released checkpoints (1x1 to 6x6 tiles of 384), (h, w).
-pub fn default_grid_pinpoints() -> Vec<(usize, usize)> {
+fn default_grid_pinpoints() -> Vec<(usize, usize)> {
     let mut v = Vec::with_capacity(36);
     for a in 1..=6 {
         for b in 1..=6 {

@@ -171,10 +171,18 @@ impl ProcessorConfig {
         let grid_pinpoints = match raw.image_grid_pinpoints {
             Some(p) if !video => p,
             _ if video => Vec::new(),
-            _ => onevision_models::config::default_grid_pinpoints(),
+            // The class default: 1x1 .. 6x6 tiles.
+            _ => (1..=6)
+                .flat_map(|a| (1..=6).map(move |b| (a * size.0, b * size.1)))
+                .collect(),
         };
-        if !video && grid_pinpoints.iter().any(|&(h, w)| h == 0 || w == 0) {
-            return Err(err("`image_grid_pinpoints` must be positive".into()));
+        let tiles_fit =
+            |&(h, w): &(usize, usize)| h > 0 && w > 0 && h % size.0 == 0 && w % size.1 == 0;
+        if !video && (grid_pinpoints.is_empty() || !grid_pinpoints.iter().all(tiles_fit)) {
+            return Err(err(format!(
+                "`image_grid_pinpoints` must be a non-empty list of [height, width] multiples of the \
+                 tile size {size:?}, got {grid_pinpoints:?}"
+            )));
         }
         Ok(Self {
             size,
@@ -278,6 +286,11 @@ mod tests {
         assert_eq!(c.size, (336, 336));
         let e = ProcessorConfig::from_json(&json!({"resample": 2}), "t", false).unwrap_err();
         assert!(e.to_string().contains("bicubic"), "{e}");
+        for bad in [json!([]), json!([[384, 500]]), json!([[0, 384]])] {
+            let e = ProcessorConfig::from_json(&json!({"image_grid_pinpoints": bad}), "t", false)
+                .unwrap_err();
+            assert!(e.to_string().contains("multiples of the tile size"), "{e}");
+        }
         let e = ProcessorConfig::from_json(&json!({"image_mean": [1, 2]}), "t", false).unwrap_err();
         assert!(e.to_string().contains("image_mean"), "{e}");
     }

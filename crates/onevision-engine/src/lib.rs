@@ -1,11 +1,20 @@
-//! The engine: one request in (a conversation with image and video files), generated text,
-//! token ids and timings out. Issue 3 runs one request at a time with greedy decoding; the
-//! sampler, the scheduler and the server's worker build on this.
+//! The engine: validated requests in, events out. `pipeline` turns a conversation with media
+//! files into model input; `generate` runs one request (sampling, stop rules, streaming
+//! detokenization, log-probabilities); `worker` owns the model on its own thread behind a
+//! bounded queue, for servers; `resolve` finds checkpoints (directories, Hugging Face cache).
 
+pub mod detok;
 pub mod error;
+pub mod generate;
 pub mod pipeline;
+pub mod request;
+pub mod resolve;
+pub mod sampler;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use pipeline::{
     GenerateOptions, GenerateOutput, ImageInput, Pipeline, Request, Timings, VideoInput,
 };
+pub use request::{Event, Finish, GenRequest, SamplingParams, StopRules, TokenInfo, Usage};
+pub use worker::{Engine, EngineThread, Sink, SubmitError};

@@ -3,19 +3,17 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use candle_core::Device;
+use anyhow::{bail, Result};
 use clap::Args;
-use onevision_engine::{GenerateOptions, ImageInput, Pipeline, Request, VideoInput};
-use onevision_nn::ComputeDType;
+use onevision_engine::{GenerateOptions, ImageInput, Request, VideoInput};
 use onevision_processor::{DecodeLimits, Message, Part, Role};
+
+use crate::checkpoint::ModelArgs;
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// Checkpoint directory (config.json, *.safetensors, tokenizer.json, chat template and
-    /// processor configs, in the transformers-5 or the Hub layout).
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// An image file (PNG, JPEG, WebP, GIF, BMP, TIFF). Repeat for several images in one
     /// message; each then takes the square-padded multi-image path.
     #[arg(long = "image", value_name = "PATH")]
@@ -26,40 +24,35 @@ pub struct GenerateArgs {
     video: Option<PathBuf>,
     /// Frames sampled uniformly from the video (numpy linspace over all frames, first and last
     /// included); a shorter video uses every frame once.
-    #[arg(long, default_value_t = 32, requires = "video")]
+    #[arg(long, default_value_t = 32, requires = "video", value_name = "N")]
     frames: usize,
     /// A system message. None by default, as transformers; the original LLaVA-OneVision and
     /// lmms-eval prompts use "You are a helpful assistant."
-    #[arg(long)]
+    #[arg(long, value_name = "TEXT")]
     system: Option<String>,
     /// The user's text.
-    #[arg(long)]
+    #[arg(long, value_name = "TEXT")]
     prompt: String,
     /// The most tokens to generate.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_name = "N")]
     max_new_tokens: usize,
     /// Do not stop at end-of-sequence tokens (for benchmarks).
     #[arg(long)]
     ignore_eos: bool,
-    /// Compute dtype: f32 (exact reference), bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    dtype: String,
     /// Print one JSON object (text, token_ids, prompt_tokens, image_tokens, finish_reason,
     /// timings) as the last line of stdout instead of streaming the answer.
     #[arg(long)]
     json: bool,
     /// Reject images and video frames with more pixels than this (checked before decoding).
-    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS)]
+    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS, value_name = "N")]
     max_pixels: u64,
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let dtype: ComputeDType = args.dtype.parse()?;
     if args.frames == 0 {
         bail!("--frames must be at least 1");
     }
-    let (mut pipeline, _report) = Pipeline::load(&args.model, dtype, &Device::Cpu)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let (_, mut pipeline) = args.model.load()?;
     pipeline.limits = DecodeLimits {
         max_pixels: args.max_pixels,
     };

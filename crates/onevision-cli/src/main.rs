@@ -1,10 +1,17 @@
 //! The `onevision` command-line tool.
 //!
-//! `generate` answers a prompt about images or a video with a checkpoint directory;
-//! `fixture-check` runs the committed golden fixtures; `info` inspects a checkpoint.
+//! `generate` answers one prompt about images or a video; `chat` holds a conversation on stdin;
+//! `inspect` describes a checkpoint without loading it; `fixture-check` runs the committed
+//! golden fixtures; `bench-preprocess` times image preprocessing; `serve` runs the
+//! OpenAI-compatible server. Models are checkpoint
+//! directories or Hugging Face repo ids found in the local cache (`checkpoint.rs`).
 
 mod bench;
+mod chat;
+mod checkpoint;
 mod generate;
+mod inspect;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,8 +25,11 @@ use onevision_models::generate::{all_logits, greedy};
 use onevision_models::LlavaOnevision;
 use onevision_nn::ComputeDType;
 
+/// LLaVA-OneVision in Rust: SigLIP vision tower + projector + Qwen2, on the published Hugging
+/// Face checkpoints, computing what transformers computes.
 #[derive(Parser)]
-#[command(name = "onevision", version, about = "LLaVA-OneVision in Rust")]
+#[command(name = "onevision", version)]
+#[command(after_help = "Run `onevision <COMMAND> --help` for the flags of a command.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,33 +37,52 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Answer one prompt about images or a video (greedy decoding).
+    /// Answer one prompt about images or a video (greedy decoding), streamed or as JSON.
+    ///
+    /// One user message: the images, then the video, then the prompt, as the chat template
+    /// orders them. One image takes the AnyRes path; several take one square-padded tile each.
     Generate(generate::GenerateArgs),
-    /// Time image preprocessing per image (decode + AnyRes tiles + normalize); prints JSON.
+    /// Chat with a model, one line per message, on stdin.
+    ///
+    /// Each line is a user message; the answer streams to stdout as it is generated, and the
+    /// conversation is kept (answers included) until /reset. Status lines and errors go to
+    /// stderr, so stdout holds only the answers and a script can pipe into it. A bad file or a
+    /// failed turn prints an error and the chat goes on without that message.
+    #[command(after_long_help = format!("Commands:\n{}", chat::COMMANDS))]
+    Chat(chat::ChatArgs),
+    /// Describe a checkpoint without loading its weights.
+    ///
+    /// Architecture, parameters and stored dtypes (from the safetensors headers only), files and
+    /// sizes, placeholder token counts for image sizes and videos, processor settings, chat
+    /// template source and special tokens. Exits with 1 when a part of the checkpoint is
+    /// missing or broken (each problem is shown in its section).
+    #[command(visible_alias = "info")]
+    Inspect(inspect::InspectArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models,
+    /// /health, /metrics).
+    Serve(serve::ServeArgs),
+    /// Time image preprocessing per image; prints JSON.
+    ///
+    /// Decode + AnyRes tiles + normalize, median of --iters runs after a warm-up.
     /// tools/bench/preprocess.py compares it with transformers' processors.
     BenchPreprocess(bench::BenchPreprocessArgs),
-    /// Run the tiny fixture checkpoints on their recorded inputs and compare logits and greedy
+    /// Check the tiny fixture checkpoints against transformers' recorded outputs.
+    ///
+    /// Runs each fixture checkpoint on its recorded inputs and compares logits and greedy
     /// tokens with what transformers produced (fixtures/models, made by tools/fixtures).
     FixtureCheck {
         /// Directory holding manifest.json and one folder per model.
-        #[arg(long, default_value = "fixtures/models")]
+        #[arg(long, default_value = "fixtures/models", value_name = "DIR")]
         fixtures: PathBuf,
-        /// Compute dtype: f32 (reference), bf16 or f16.
-        #[arg(long, default_value = "f32")]
+        /// Compute dtype: f32 (reference; greedy tokens must match), bf16 or f16 (reported).
+        #[arg(long, default_value = "f32", value_name = "f32|bf16|f16")]
         dtype: String,
         /// Only this model (e.g. tied, gqa).
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         model: Option<String>,
         /// Only this case (e.g. image_shrink).
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         case: Option<String>,
-    },
-    /// Load a checkpoint directory and print its configuration and what loading found.
-    Info {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long, default_value = "f32")]
-        dtype: String,
     },
 }
 
@@ -86,6 +115,9 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Generate(args) => generate::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Chat(args) => chat::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Inspect(args) => inspect::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Serve(args) => serve::run(args).map(|_| ExitCode::SUCCESS),
         Command::BenchPreprocess(args) => bench::run(args).map(|_| ExitCode::SUCCESS),
         Command::FixtureCheck {
             fixtures,
@@ -93,48 +125,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             model,
             case,
         } => fixture_check(&fixtures, dtype.parse()?, model.as_deref(), case.as_deref()),
-        Command::Info { model, dtype } => {
-            let t = Instant::now();
-            let (m, report) = LlavaOnevision::load(&model, dtype.parse()?, &Device::Cpu)
-                .with_context(|| format!("loading {}", model.display()))?;
-            let c = m.config();
-            println!(
-                "loaded {} in {:.2?} ({} file(s))",
-                model.display(),
-                t.elapsed(),
-                report.files.len()
-            );
-            println!(
-                "vision: SigLIP {}x{} layers (using {}), {} px tiles, {} px patches",
-                c.vision.hidden_size,
-                c.vision.num_hidden_layers,
-                c.vision_layers_used(),
-                c.vision.image_size,
-                c.vision.patch_size
-            );
-            println!(
-                "text:   Qwen2 {}x{} layers, {} heads / {} kv heads, vocab {}, tied head: {}",
-                c.text.hidden_size,
-                c.text.num_hidden_layers,
-                c.text.num_attention_heads,
-                c.text.num_key_value_heads,
-                c.text.vocab_size,
-                c.tie_word_embeddings
-            );
-            println!(
-                "images: {:?}, {} pinpoints; <image> id {}, <video> id {}; stored dtype {}",
-                c.aspect_ratio,
-                c.grid_pinpoints.len(),
-                c.image_token_id,
-                c.video_token_id,
-                c.stored_dtype.as_deref().unwrap_or("?")
-            );
-            println!("unused tensors: {}", report.unused.len());
-            for n in &report.unused {
-                println!("  {n}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
 

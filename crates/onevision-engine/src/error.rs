@@ -13,6 +13,9 @@ pub enum Error {
     Request(String),
     #[error("{what}: {reason}")]
     Checkpoint { what: String, reason: String },
+    /// A bug: something that should not happen did (a panic caught in the generation loop).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,11 +1,10 @@
-//! One request end to end: decode the media, run the processor, encode the media, prefill,
-//! decode greedily, detokenize as tokens arrive, and time each stage.
+//! A loaded checkpoint and one request's way into the model: decode the media, run the
+//! processor, build the model input; plus [`Pipeline::generate`], a greedy run of the engine's
+//! generation loop (crate::generate) for the CLI.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use onevision_models::generate::{greedy_from_embeds, FinishReason};
 use onevision_models::llava_ov::{LoadReport, Media, MultimodalInput};
 use onevision_models::LlavaOnevision;
 use onevision_nn::dtype::ComputeDType;
@@ -15,6 +14,8 @@ use onevision_processor::{
 };
 use serde::Serialize;
 
+use crate::generate::run_with;
+use crate::request::{Event, SamplingParams, StopRules};
 use crate::{Error, Result};
 
 /// Where an image comes from.
@@ -98,10 +99,6 @@ pub struct Pipeline {
     /// End-of-sequence ids: config.json's and generation_config.json's.
     pub eos: Vec<u32>,
     pub limits: DecodeLimits,
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
 }
 
 /// `eos_token_id` of generation_config.json: absent, an id, or a list of ids.
@@ -238,129 +235,60 @@ impl Pipeline {
         })
     }
 
-    /// Runs one request greedily. `on_text` receives the answer as it is generated, in pieces
-    /// that are always whole UTF-8 characters.
+    /// Runs one request greedily (the engine's loop with temperature 0, see
+    /// [`crate::generate::run_request`]). `on_text` receives the answer as it is generated, in
+    /// pieces that are always whole UTF-8 characters.
     pub fn generate(
         &self,
         request: &Request,
         options: GenerateOptions,
         mut on_text: impl FnMut(&str),
     ) -> Result<GenerateOutput> {
-        let start = Instant::now();
-        let prompt = self.prepare(request)?;
-        let input = self.model_input(&prompt)?;
-        let preprocess_ms = ms(start);
-        let max_positions = self.model.config().text.max_position_embeddings;
-        if prompt.input_ids.len() + options.max_new_tokens > max_positions {
-            return Err(Error::Request(format!(
-                "the prompt has {} tokens and {} new tokens were asked for, over the model's \
-                 context of {max_positions} tokens; lower --max-new-tokens or use fewer frames/images",
-                prompt.input_ids.len(),
-                options.max_new_tokens
-            )));
-        }
-
-        let t_encode = Instant::now();
-        let embeds = self.model.embed(&input)?;
-        let encode_ms = if input.media.is_empty() {
-            0.0
-        } else {
-            ms(t_encode)
+        let stop = StopRules {
+            max_new_tokens: options.max_new_tokens,
+            ignore_eos: options.ignore_eos,
+            ..StopRules::default()
         };
-
-        let t_prefill = Instant::now();
-        let mut first_token_at: Option<Instant> = None;
-        let mut detok = Detokenizer::default();
-        let eos: &[u32] = if options.ignore_eos { &[] } else { &self.eos };
-        let mut failure = None;
-        let generated =
-            greedy_from_embeds(&self.model, &embeds, options.max_new_tokens, eos, |token| {
-                first_token_at.get_or_insert_with(Instant::now);
-                if self.eos.contains(&token) && !options.ignore_eos {
-                    return;
-                }
-                match detok.push(&self.processor.tokenizer, token) {
-                    Ok(piece) if !piece.is_empty() => on_text(&piece),
-                    Ok(_) => {}
-                    Err(e) => {
-                        failure.get_or_insert(e);
+        let mut result = None;
+        run_with(
+            self,
+            request,
+            &SamplingParams::default(),
+            &stop,
+            None,
+            &mut |event| {
+                match event {
+                    Event::Started { .. } => {}
+                    Event::Delta { text, .. } => {
+                        if !text.is_empty() {
+                            on_text(&text);
+                        }
                     }
+                    Event::Done {
+                        finish,
+                        usage,
+                        timings,
+                        token_ids,
+                        text,
+                    } => {
+                        result = Some(Ok(GenerateOutput {
+                            text,
+                            token_ids,
+                            prompt_tokens: usage.prompt_tokens,
+                            image_tokens: usage.media_tokens,
+                            finish_reason: finish.as_str(),
+                            timings,
+                        }))
+                    }
+                    Event::Failed(e) => result = Some(Err(e)),
                 }
-            })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        // Whatever was held back waiting for the rest of a character (a generation that ends
-        // inside one) is released as decoded, replacement characters included.
-        let rest = detok.finish(&self.processor.tokenizer)?;
-        if !rest.is_empty() {
-            on_text(&rest);
-        }
-        let end = Instant::now();
-        let prefill_ms = first_token_at.map_or(0.0, |t| (t - t_prefill).as_secs_f64() * 1e3);
-        let ttft_ms = first_token_at.map_or(0.0, |t| (t - start).as_secs_f64() * 1e3);
-        let n = generated.tokens.len();
-        let decode_tokens_per_s = match first_token_at {
-            Some(t) if n > 1 => (n - 1) as f64 / (end - t).as_secs_f64(),
-            _ => 0.0,
-        };
-        let text_ids: Vec<u32> = generated
-            .tokens
-            .iter()
-            .copied()
-            .filter(|t| options.ignore_eos || !self.eos.contains(t))
-            .collect();
-        let text = self.processor.tokenizer.decode(&text_ids, true)?;
-        Ok(GenerateOutput {
-            text,
-            token_ids: generated.tokens,
-            prompt_tokens: prompt.input_ids.len(),
-            image_tokens: prompt.media_tokens(),
-            finish_reason: match generated.finish {
-                FinishReason::Eos => "stop",
-                FinishReason::Length => "length",
+                true
             },
-            timings: Timings {
-                preprocess_ms,
-                encode_ms,
-                prefill_ms,
-                ttft_ms,
-                decode_tokens_per_s,
-                total_ms: ms(start),
-            },
+        );
+        result.unwrap_or_else(|| {
+            Err(Error::Tensor(candle_core::Error::Msg(
+                "internal error: the generation loop ended without a result".into(),
+            )))
         })
-    }
-}
-
-/// Turns a growing token sequence into text pieces that never split a UTF-8 character:
-/// the whole sequence is decoded each time and only a suffix that does not end in an
-/// incomplete character (U+FFFD) is released.
-#[derive(Default)]
-struct Detokenizer {
-    ids: Vec<u32>,
-    emitted: usize,
-}
-
-impl Detokenizer {
-    fn push(&mut self, tokenizer: &onevision_processor::TextTokenizer, id: u32) -> Result<String> {
-        self.ids.push(id);
-        let text = tokenizer.decode(&self.ids, true)?;
-        if text.ends_with('\u{FFFD}')
-            || text.len() < self.emitted
-            || !text.is_char_boundary(self.emitted)
-        {
-            return Ok(String::new());
-        }
-        let piece = text[self.emitted..].to_string();
-        self.emitted = text.len();
-        Ok(piece)
-    }
-
-    /// The text not released yet.
-    fn finish(&mut self, tokenizer: &onevision_processor::TextTokenizer) -> Result<String> {
-        let text = tokenizer.decode(&self.ids, true)?;
-        let rest = text.get(self.emitted..).unwrap_or_default().to_string();
-        self.emitted = text.len();
-        Ok(rest)
     }
 }

@@ -122,7 +122,10 @@ pub enum Event {
     /// New text (always whole UTF-8 characters; never part of a stop string) and the tokens
     /// generated since the previous delta (a token whose text is still held back is reported
     /// with the delta that releases its text; tokens after a stop string are not reported).
-    Delta { text: String, tokens: Vec<TokenInfo> },
+    Delta {
+        text: String,
+        tokens: Vec<TokenInfo>,
+    },
     Done {
         finish: Finish,
         usage: Usage,

@@ -1,0 +1,106 @@
+//! `onevision serve`: the OpenAI-compatible server (crates/onevision-server) around one model.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use onevision_server::{Limits, ServeConfig};
+
+use crate::checkpoint::ModelArgs;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on (0.0.0.0 for all interfaces).
+    #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8000, value_name = "PORT")]
+    port: u16,
+    /// Require `Authorization: Bearer <KEY>` on /v1/* (401 otherwise).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "ONEVISION_API_KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
+    /// The model id clients must send and /v1/models lists (default: the repo id, or the
+    /// checkpoint directory's name).
+    #[arg(long, value_name = "NAME")]
+    served_model_name: Option<String>,
+    /// Fetch http(s) image and video URLs given in requests (off by default: only data URIs,
+    /// and file:// under --allowed-local-media-path).
+    #[arg(long)]
+    allow_remote_media: bool,
+    /// Allow file:// media URLs, only for files inside this directory (symlinks and `..`
+    /// resolved first).
+    #[arg(long, value_name = "DIR")]
+    allowed_local_media_path: Option<PathBuf>,
+    /// Largest request body in bytes (413 above); also the budget for all media of a request.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes, value_name = "BYTES")]
+    max_body_bytes: usize,
+    /// Most images in one request.
+    #[arg(long, default_value_t = Limits::default().max_images_per_request, value_name = "N")]
+    max_images: usize,
+    /// Most videos in one request.
+    #[arg(long, default_value_t = Limits::default().max_videos_per_request, value_name = "N")]
+    max_videos: usize,
+    /// Most frames a video may be sampled to (requests ask with video_url.num_frames;
+    /// default 32, capped by this).
+    #[arg(long, default_value_t = Limits::default().max_video_frames, value_name = "N")]
+    max_frames: usize,
+    /// Most pixels per image or video frame, checked from the header before decoding.
+    #[arg(long, default_value_t = Limits::default().max_image_pixels, value_name = "N")]
+    max_pixels: u64,
+    /// Requests that may wait while the model is busy (429 beyond).
+    #[arg(long, default_value_t = Limits::default().queue_capacity, value_name = "N")]
+    queue_capacity: usize,
+    /// max_tokens when a request gives none (capped by the context length).
+    #[arg(long, default_value_t = Limits::default().max_tokens_default, value_name = "N")]
+    default_max_tokens: usize,
+    /// Do not print one line per request on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let (model, pipeline) = args.model.load()?;
+    let config = ServeConfig {
+        host: args.host,
+        port: args.port,
+        api_key: args.api_key,
+        served_model_name: args.served_model_name.unwrap_or(model.served_name),
+        allow_remote_media: args.allow_remote_media,
+        allowed_local_media_path: args.allowed_local_media_path,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_images_per_request: args.max_images,
+            max_videos_per_request: args.max_videos,
+            max_video_frames: args.max_frames,
+            max_image_pixels: args.max_pixels,
+            queue_capacity: args.queue_capacity,
+            max_tokens_default: args.default_max_tokens,
+        },
+        log_requests: !args.quiet,
+    };
+    let engine = onevision_server::start_engine(pipeline, &config.limits);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    eprintln!(
+        "serving {:?} on http://{}:{} (OpenAI API at /v1; Ctrl-C to stop)",
+        config.served_model_name, config.host, config.port
+    );
+    runtime.block_on(onevision_server::serve(
+        engine.engine(),
+        config,
+        onevision_server::shutdown_signal(),
+    ))?;
+    eprintln!("in-flight requests finished; shutting down");
+    engine.shutdown();
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Prometheus metrics, rendered as the text exposition format at `GET /metrics`. Counters and
+//! histograms are updated from the engine worker's event sink, so a request whose client
+//! went away is still counted.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Latency bucket bounds in seconds, for time to first token (queue wait included).
+const TTFT_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+];
+/// Bucket bounds in seconds, for the mean time between output tokens of a request.
+const TPOT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5,
+];
+/// Bucket bounds in seconds, for whole requests.
+const E2E_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0,
+];
+
+struct Histogram {
+    bounds: &'static [f64],
+    inner: Mutex<HistogramData>,
+}
+
+#[derive(Default)]
+struct HistogramData {
+    /// One count per bound (not cumulative), then the count above the last bound.
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            inner: Mutex::new(HistogramData {
+                counts: vec![0; bounds.len() + 1],
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn observe(&self, x: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| x <= b)
+            .unwrap_or(self.bounds.len());
+        let mut d = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        d.counts[i] += 1;
+        d.sum += x;
+        d.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let d = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in self.bounds.iter().zip(&d.counts) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", d.count);
+        let _ = writeln!(out, "{name}_sum {}", d.sum);
+        let _ = writeln!(out, "{name}_count {}", d.count);
+    }
+}
+
+/// The server's counters.
+pub struct Metrics {
+    /// Finished chat-completion requests by HTTP status.
+    requests: Mutex<BTreeMap<u16, u64>>,
+    prompt_tokens: AtomicU64,
+    generation_tokens: AtomicU64,
+    ttft: Histogram,
+    tpot: Histogram,
+    e2e: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: Mutex::new(BTreeMap::new()),
+            prompt_tokens: AtomicU64::new(0),
+            generation_tokens: AtomicU64::new(0),
+            ttft: Histogram::new(TTFT_BUCKETS),
+            tpot: Histogram::new(TPOT_BUCKETS),
+            e2e: Histogram::new(E2E_BUCKETS),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_request(&self, status: u16) {
+        let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *r.entry(status).or_insert(0) += 1;
+    }
+
+    pub fn add_prompt_tokens(&self, n: usize) {
+        self.prompt_tokens.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn add_generation_tokens(&self, n: usize) {
+        self.generation_tokens
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Seconds from the request's arrival to its first generated token.
+    pub fn observe_ttft(&self, seconds: f64) {
+        self.ttft.observe(seconds);
+    }
+
+    /// The mean seconds between output tokens of one request (recorded for 2+ tokens).
+    pub fn observe_tpot(&self, seconds: f64) {
+        self.tpot.observe(seconds);
+    }
+
+    /// Seconds from the request's arrival to its end.
+    pub fn observe_e2e(&self, seconds: f64) {
+        self.e2e.observe(seconds);
+    }
+
+    /// The text exposition format, with the engine's queue gauges.
+    pub fn render(&self, queued: usize, running: usize) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP onevision_requests_total Chat-completion requests answered, by HTTP status.\n",
+        );
+        out.push_str("# TYPE onevision_requests_total counter\n");
+        {
+            let r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            for (status, n) in r.iter() {
+                let _ = writeln!(out, "onevision_requests_total{{status=\"{status}\"}} {n}");
+            }
+        }
+        let counters = [
+            (
+                "onevision_prompt_tokens_total",
+                "Prompt tokens processed (media placeholders included).",
+                self.prompt_tokens.load(Ordering::Relaxed),
+            ),
+            (
+                "onevision_generation_tokens_total",
+                "Tokens generated (cancelled requests included, up to their cancellation).",
+                self.generation_tokens.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        let gauges = [
+            (
+                "onevision_queue_depth",
+                "Requests waiting for the engine.",
+                queued,
+            ),
+            (
+                "onevision_requests_running",
+                "Requests the engine is running (0 or 1).",
+                running,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        self.ttft.render(
+            &mut out,
+            "onevision_time_to_first_token_seconds",
+            "From a request's arrival (queue wait included) to its first generated token.",
+        );
+        self.tpot.render(
+            &mut out,
+            "onevision_time_per_output_token_seconds",
+            "Mean time between a request's output tokens after the first.",
+        );
+        self.e2e.render(
+            &mut out,
+            "onevision_request_duration_seconds",
+            "From a request's arrival to its last token.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.observe_ttft(0.02);
+        m.observe_ttft(0.3);
+        m.observe_ttft(1000.0);
+        m.count_request(200);
+        m.count_request(200);
+        m.count_request(429);
+        let text = m.render(3, 1);
+        assert!(text.contains("onevision_time_to_first_token_seconds_bucket{le=\"0.025\"} 1\n"));
+        assert!(text.contains("onevision_time_to_first_token_seconds_bucket{le=\"0.5\"} 2\n"));
+        assert!(text.contains("onevision_time_to_first_token_seconds_bucket{le=\"80\"} 2\n"));
+        assert!(text.contains("onevision_time_to_first_token_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("onevision_time_to_first_token_seconds_count 3\n"));
+        assert!(text.contains("onevision_requests_total{status=\"200\"} 2\n"));
+        assert!(text.contains("onevision_requests_total{status=\"429\"} 1\n"));
+        assert!(text.contains("onevision_queue_depth 3\n"));
+    }
+}

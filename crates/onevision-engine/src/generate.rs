@@ -176,6 +176,14 @@ fn run(
     }
 
     let context = model.config().text.max_position_embeddings;
+    let mut stop = std::borrow::Cow::Borrowed(stop);
+    if stop.clamp_to_context && usage.prompt_tokens < context {
+        let room = context - usage.prompt_tokens;
+        if stop.max_new_tokens > room {
+            stop.to_mut().max_new_tokens = room;
+        }
+    }
+    let stop = stop.as_ref();
     if usage.prompt_tokens.saturating_add(stop.max_new_tokens) > context {
         return Err(Error::Request(format!(
             "the prompt has {} tokens and {} new tokens were asked for, over the model's \

@@ -55,6 +55,9 @@ pub struct StopRules {
     pub stop_token_ids: Vec<u32>,
     /// Do not stop at the checkpoint's end-of-sequence ids.
     pub ignore_eos: bool,
+    /// When `max_new_tokens` is only a default (the caller did not ask for a number), lower it
+    /// to the room the prompt leaves in the context instead of refusing the request.
+    pub clamp_to_context: bool,
 }
 
 /// One generation request for the engine.

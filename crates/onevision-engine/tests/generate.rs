@@ -379,6 +379,11 @@ fn over_the_context_fails_with_both_numbers() {
     // Exactly at the context is fine.
     let r = run(p, &gen(text_request("Hello there"), context - 23, false));
     assert_eq!(r.finish, Finish::Stop);
+    // A default limit (clamp_to_context) shrinks to the room the prompt leaves instead.
+    let mut clamped = gen(text_request("Hello there"), usize::MAX, false);
+    clamped.stop.clamp_to_context = true;
+    let r = run(p, &clamped);
+    assert_eq!(r.finish, Finish::Stop, "{r:?}");
 }
 
 #[test]

@@ -343,6 +343,8 @@ fn stop_rules(top: &Fields<'_>, cx: &ParseContext<'_>) -> Result<StopRules> {
         stop_strings,
         stop_token_ids,
         ignore_eos: top.bool("ignore_eos")?.unwrap_or(false),
+        // Without an explicit max_tokens the default shrinks to what the prompt leaves.
+        clamp_to_context: top.int(key)?.is_none(),
     })
 }
 

@@ -11,6 +11,7 @@ mod chat;
 mod checkpoint;
 mod generate;
 mod inspect;
+mod perf;
 mod serve;
 
 use std::path::PathBuf;
@@ -18,6 +19,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+
+/// Tensor ops allocate and free large buffers constantly; mimalloc reuses them instead of
+/// handing them back to the kernel and faulting them in again (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use onevision_models::fixtures::{case_tensors_in, deviation, input, manifest_in};
@@ -66,6 +72,9 @@ enum Command {
     /// Decode + AnyRes tiles + normalize, median of --iters runs after a warm-up.
     /// tools/bench/preprocess.py compares it with transformers' processors.
     BenchPreprocess(bench::BenchPreprocessArgs),
+    /// Time one request stage by stage on a checkpoint (preprocess, vision encode, prefill,
+    /// first token, decode, peak memory); medians after a warm-up. Table or --json.
+    Bench(perf::BenchArgs),
     /// Check the tiny fixture checkpoints against transformers' recorded outputs.
     ///
     /// Runs each fixture checkpoint on its recorded inputs and compares logits and greedy
@@ -119,6 +128,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args).map(|_| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|_| ExitCode::SUCCESS),
         Command::BenchPreprocess(args) => bench::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Bench(args) => perf::run(args).map(|_| ExitCode::SUCCESS),
         Command::FixtureCheck {
             fixtures,
             dtype,

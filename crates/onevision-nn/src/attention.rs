@@ -17,8 +17,10 @@ pub enum Mask {
 }
 
 /// `softmax(q·kᵀ·scale + mask)·v`, the scores made in the compute dtype, the softmax in f32 and
-/// cast back (transformers `eager_attention_forward`). Grouped-query attention repeats each key
-/// and value head `h / kvh` times.
+/// cast back (transformers `eager_attention_forward`). Grouped-query attention: the `h / kvh`
+/// query heads that share a key/value head are stacked as extra query rows against it, which is
+/// the same arithmetic as transformers' `repeat_kv` without copying the keys and values (a
+/// decode step used to copy the whole cache `h / kvh` times per layer).
 ///
 /// # Shapes
 /// `q`: (b, h, t, d); `k`, `v`: (b, kvh, s, d) -> (b, h, t, d)
@@ -31,30 +33,61 @@ pub fn attention(
 ) -> candle_core::Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
     let (_, kvh, s, _) = k.dims4()?;
-    let k = repeat_kv(k, h / kvh)?.contiguous()?; // (b, h, s, d)
-    let v = repeat_kv(v, h / kvh)?.contiguous()?; // (b, h, s, d)
-    let kt = k.t()?; // (b, h, d, s)
+    let rep = h / kvh;
+    let (k, v) = (rows_in_place(k)?, rows_in_place(v)?);
+    let kt = k.t()?; // (b, kvh, d, s)
     let mut outs = Vec::with_capacity(t.div_ceil(QUERY_CHUNK));
     let mut start = 0;
     while start < t {
         let n = QUERY_CHUNK.min(t - start);
-        let qc = q.narrow(2, start, n)?.contiguous()?; // (b, h, n, d)
-        let scores = (qc.matmul(&kt)? * scale)?; // (b, h, n, s)
-                                                 // Masking adds 0 or -inf, so doing it after the upcast changes no value.
+        // Heads are grouped by key/value head (head j uses kv head j / rep), so the query heads
+        // of one group are adjacent: (b, kvh·rep, n, d) -> (b, kvh, rep·n, d).
+        let qc = q
+            .narrow(2, start, n)?
+            .contiguous()?
+            .reshape((b, kvh, rep * n, d))?;
+        let scores = (qc.matmul(&kt)? * scale)?; // (b, kvh, rep·n, s)
         let scores = scores.to_dtype(DType::F32)?;
         let scores = match mask {
             Mask::None => scores,
+            // Masking adds 0 or -inf, so doing it after the upcast changes no value.
             Mask::Causal { offset } => {
-                scores.broadcast_add(&causal_mask(offset + start, n, s, scores.device())?)?
+                let m = causal_mask(offset + start, n, s, scores.device())?; // (n, s)
+                let m = if rep > 1 {
+                    Tensor::cat(&vec![&m; rep], 0)?
+                } else {
+                    m
+                }; // (rep·n, s)
+                scores.broadcast_add(&m)?
             }
         };
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(q.dtype())?;
-        outs.push(probs.matmul(&v)?); // (b, h, n, d)
+        outs.push(probs.matmul(&v)?.reshape((b, h, n, d))?); // (b, h, n, d)
         start += n;
     }
-    let out = Tensor::cat(&outs, 2)?;
+    let out = if outs.len() == 1 {
+        outs.pop().expect("one chunk")
+    } else {
+        Tensor::cat(&outs, 2)?
+    };
     debug_assert_eq!(out.dims(), &[b, h, t, d]);
     Ok(out)
+}
+
+/// `x` itself when each (s, d) matrix is row-major and the batch axes collapse (a contiguous
+/// tensor, or a KV-cache view with spare capacity), a contiguous copy otherwise (keys straight
+/// from a transposed projection), so that the matmuls take it without striding errors.
+///
+/// # Shapes
+/// `x`: (b, kvh, s, d)
+fn rows_in_place(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (_, kvh, _, d) = x.dims4()?;
+    let st = x.stride();
+    if st[3] == 1 && st[2] == d && st[0] == st[1] * kvh {
+        Ok(x.clone())
+    } else {
+        x.contiguous()
+    }
 }
 
 /// Additive mask: 0 where key `j <= first + i`, -inf elsewhere.
@@ -74,16 +107,4 @@ fn causal_mask(
         }
     }
     Tensor::from_vec(m, (n, s), device)
-}
-
-/// # Shapes
-/// `x`: (b, kvh, s, d) -> (b, kvh·n_rep, s, d)
-fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x.clone());
-    }
-    let (b, kvh, s, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, kvh, n_rep, s, d))?
-        .reshape((b, kvh * n_rep, s, d))
 }

@@ -188,12 +188,37 @@ impl WeightFiles {
             }
         }
         let t = self.st.load(stored, device)?.to_dtype(dtype)?;
+        release_pages(view.data());
         self.used
             .lock()
             .expect("weights lock poisoned")
             .insert(canonical.to_string());
         Ok(t)
     }
+}
+
+/// Tells the kernel we are done with these mapped file bytes (the tensor now owns a copy), so
+/// they stop counting towards the process's memory: without this, loading kept both the mapped
+/// file and the loaded weights resident (peak RSS 7.0 GB for a 3.6 GB f32 checkpoint). The
+/// mapping stays valid; touching it again would fault the pages back in from the file.
+fn release_pages(bytes: &[u8]) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let start = bytes.as_ptr() as usize;
+        // Only whole pages inside the slice: neighbours may still be needed.
+        let first = start.div_ceil(PAGE) * PAGE;
+        let end = (start + bytes.len()) / PAGE * PAGE;
+        if end > first {
+            // SAFETY: [first, end) lies inside a live read-only private file mapping; dropping
+            // its pages cannot change what is read from it later.
+            unsafe {
+                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = bytes;
 }
 
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {

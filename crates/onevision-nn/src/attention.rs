@@ -51,14 +51,14 @@ pub fn attention(
         let scores = match mask {
             Mask::None => scores,
             // Masking adds 0 or -inf, so doing it after the upcast changes no value.
+            // The mask is the same for the `rep` stacked heads: broadcast it over them rather
+            // than tiling it (which allocated rep·n·s floats per chunk and layer).
             Mask::Causal { offset } => {
                 let m = causal_mask(offset + start, n, s, scores.device())?; // (n, s)
-                let m = if rep > 1 {
-                    Tensor::cat(&vec![&m; rep], 0)?
-                } else {
-                    m
-                }; // (rep·n, s)
-                scores.broadcast_add(&m)?
+                scores
+                    .reshape((b, kvh, rep, n, s))?
+                    .broadcast_add(&m)?
+                    .reshape((b, kvh, rep * n, s))?
             }
         };
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(q.dtype())?;

@@ -18,6 +18,9 @@ use crate::qwen2::Qwen2;
 use crate::siglip::SiglipVision;
 use crate::{Error, Result};
 
+/// Tiles or frames the vision tower encodes at once.
+const VISION_BATCH: usize = 8;
+
 /// One image or video of a prompt, already preprocessed into normalized tiles or frames.
 #[derive(Debug, Clone)]
 pub enum Media {
@@ -127,8 +130,19 @@ impl LlavaOnevision {
     /// # Shapes
     /// `pixels`: (p, 3, s, s) -> (p, g·g, dv)
     pub fn vision_features(&self, pixels: &Tensor) -> Result<Tensor> {
-        self.vision
-            .forward(&pixels.to_device(&self.device)?.to_dtype(self.dtype)?)
+        let pixels = pixels.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let p = pixels.dim(0)?;
+        if p <= VISION_BATCH {
+            return self.vision.forward(&pixels);
+        }
+        // Tiles are independent: encoding them a few at a time gives the same rows and bounds
+        // the activations (32 video frames at once peaked at 9 GB on the 0.5B shapes).
+        let mut parts = Vec::with_capacity(p.div_ceil(VISION_BATCH));
+        for start in (0..p).step_by(VISION_BATCH) {
+            let n = VISION_BATCH.min(p - start);
+            parts.push(self.vision.forward(&pixels.narrow(0, start, n)?)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
     }
 
     /// # Shapes

@@ -234,15 +234,7 @@ fn run(
         let step = stream.push(id, lp)?;
         if let Some((text, tokens)) = step.delta {
             if !events.send(Event::Delta { text, tokens }) {
-                done(
-                    events,
-                    Finish::Cancelled,
-                    usage,
-                    &clock,
-                    generated,
-                    stream.text,
-                );
-                return Ok(());
+                break Finish::Cancelled;
             }
         }
         if step.stopped {
@@ -253,22 +245,22 @@ fn run(
         }
         last = model.forward_tokens(&[id], &mut cache)?;
     };
-    let step = stream.finish()?;
-    // A stop string completed by the text held until the end still ends as a stop.
-    let finish = if step.stopped { Finish::Stop } else { finish };
-    if let Some((text, tokens)) = step.delta {
-        if !events.send(Event::Delta { text, tokens }) {
-            done(
-                events,
-                Finish::Cancelled,
-                usage,
-                &clock,
-                generated,
-                stream.text,
-            );
-            return Ok(());
+    let finish = if finish == Finish::Cancelled {
+        finish
+    } else {
+        let step = stream.finish()?;
+        // A stop string completed by the text held until the end still ends as a stop.
+        let finish = if step.stopped { Finish::Stop } else { finish };
+        let sent = match step.delta {
+            Some((text, tokens)) => events.send(Event::Delta { text, tokens }),
+            None => true,
+        };
+        if sent {
+            finish
+        } else {
+            Finish::Cancelled
         }
-    }
+    };
     done(events, finish, usage, &clock, generated, stream.text);
     Ok(())
 }

@@ -131,24 +131,10 @@ mod tests {
             all.push(k.clone());
             let (ck, cv) = c.append(0, &k, &k).unwrap();
             let want = Tensor::cat(&all, 2).unwrap();
-            let diff = (ck - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert_eq!(diff, 0.0, "step {step}");
-            let diff = (cv - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert_eq!(diff, 0.0, "step {step}");
+            for got in [ck, cv] {
+                let diff = (got - &want).unwrap().abs().unwrap().sum_all().unwrap();
+                assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "step {step}");
+            }
         }
         assert_eq!(c.len(), 555);
         let snapshot = c.clone();

@@ -22,9 +22,30 @@ pub enum Mask {
 /// the same arithmetic as transformers' `repeat_kv` without copying the keys and values (a
 /// decode step used to copy the whole cache `h / kvh` times per layer).
 ///
+/// Runs [`attention_fused`](crate::attention_fused::attention_fused) where it applies (CPU,
+/// f32/bf16 with AVX-512, prefill-sized, no gradient), else [`attention_reference`].
+///
 /// # Shapes
 /// `q`: (b, h, t, d); `k`, `v`: (b, kvh, s, d) -> (b, h, t, d)
 pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Mask,
+) -> candle_core::Result<Tensor> {
+    let (k, v) = (rows_in_place(k)?, rows_in_place(v)?);
+    match crate::attention_fused::attention_fused(&q.contiguous()?, &k, &v, scale, mask)? {
+        Some(y) => Ok(y),
+        None => attention_reference(q, &k, &v, scale, mask),
+    }
+}
+
+/// The readable, differentiable attention on candle ops; the fused path is tested against it.
+///
+/// # Shapes
+/// `q`: (b, h, t, d); `k`, `v`: (b, kvh, s, d) -> (b, h, t, d)
+pub fn attention_reference(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,

@@ -6,8 +6,10 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_fused;
 pub mod dtype;
 pub mod error;
+pub mod gemm_nt;
 pub mod interpolate;
 pub mod kv_cache;
 pub mod linear;

@@ -1,0 +1,429 @@
+//! The fast CPU path of [`crate::attention::attention`]: scores, softmax and the weighted sum
+//! of values for a block of query rows at a time, on [`crate::gemm_nt`]'s kernels.
+//!
+//! The reference path materializes the f32 score matrix of up to 1024 queries × all keys per
+//! layer (hundreds of MiB on a long prompt: fresh pages the kernel has to zero), converts it,
+//! masks it with a separate tensor and runs a scalar `exp`. Here one task takes `QB` query rows
+//! of one head: `S = q·kᵀ` over the keys they may see (L2-sized), `softmax(S·scale)` in place
+//! with a vectorized `exp`, then `S·v`. Keys and values are packed once per key/value head and
+//! shared by the `h / kvh` query heads of the group. The arithmetic is transformers' eager
+//! attention (scores scaled after the product, softmax in f32, probabilities rounded to the
+//! compute dtype before the product with the values); only the summation order and `exp`'s last
+//! bit differ.
+
+use candle_core::{CpuStorage, DType, Tensor};
+use half::bf16;
+use rayon::prelude::*;
+
+use crate::attention::Mask;
+use crate::gemm_nt::{self, product, Element, PackedB, SendPtr, StoreF32, TILE_COLS, TILE_ROWS};
+
+/// Query rows per task (a multiple of the register tile's rows).
+const QB: usize = 4 * TILE_ROWS;
+/// Fewer query rows than this (decoding) stay on the reference path: packing the keys would
+/// cost as much as the product.
+pub const MIN_QUERIES: usize = 16;
+
+/// Element types with a fused path.
+trait FusedElement: Element + StoreF32 + candle_core::WithDType {
+    fn slice(s: &CpuStorage) -> Option<&[Self]>;
+}
+
+impl FusedElement for f32 {
+    fn slice(s: &CpuStorage) -> Option<&[f32]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl FusedElement for bf16 {
+    fn slice(s: &CpuStorage) -> Option<&[bf16]> {
+        match s {
+            CpuStorage::BF16(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The fused attention, or `None` where it does not apply: not on the CPU, a dtype or CPU
+/// without kernels, few queries, or inputs that take part in a gradient (the reference path is
+/// the differentiable one).
+///
+/// # Shapes
+/// `q`: (b, h, t, d); `k`, `v`: (b, kvh, s, d), rows contiguous -> (b, h, t, d)
+pub fn attention_fused(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Mask,
+) -> candle_core::Result<Option<Tensor>> {
+    let (_, _, t, _) = q.dims4()?;
+    let applies = q.device().is_cpu()
+        && t >= MIN_QUERIES
+        && q.dtype() == k.dtype()
+        && q.dtype() == v.dtype()
+        && !(q.track_op() || k.track_op() || v.track_op())
+        && match q.dtype() {
+            DType::F32 => gemm_nt::has_f32(),
+            DType::BF16 => gemm_nt::has_bf16(),
+            _ => false,
+        };
+    if !applies {
+        return Ok(None);
+    }
+    match q.dtype() {
+        DType::F32 => run::<f32>(q, k, v, scale, mask).map(Some),
+        DType::BF16 => run::<bf16>(q, k, v, scale, mask).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Where element `(b, h, s, 0)` of a 4-d view lies and its strides, the last axis contiguous.
+struct View<'a, T> {
+    data: &'a [T],
+    start: usize,
+    stride: [usize; 3],
+}
+
+impl<'a, T: FusedElement> View<'a, T> {
+    fn row(&self, b: usize, h: usize, s: usize) -> usize {
+        self.start + b * self.stride[0] + h * self.stride[1] + s * self.stride[2]
+    }
+}
+
+fn with_view<T: FusedElement, R>(
+    x: &Tensor,
+    f: impl FnOnce(View<'_, T>) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (storage, layout) = x.storage_and_layout();
+    let st = layout.stride();
+    if st[3] != 1 {
+        candle_core::bail!(
+            "fused attention: the head axis of {:?} is not contiguous",
+            x.shape()
+        );
+    }
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => {
+            let data = T::slice(cpu)
+                .ok_or_else(|| candle_core::Error::Msg("fused attention: dtype".into()))?;
+            f(View {
+                data,
+                start: layout.start_offset(),
+                stride: [st[0], st[1], st[2]],
+            })
+        }
+        _ => candle_core::bail!("fused attention: not a CPU tensor"),
+    }
+}
+
+fn run<T: FusedElement>(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Mask,
+) -> candle_core::Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let (_, kvh, s, _) = k.dims4()?;
+    let rep = h / kvh;
+    let visible = |pos: usize| match mask {
+        Mask::None => s,
+        Mask::Causal { offset } => (offset + pos + 1).min(s),
+    };
+    let s_max = visible(t - 1);
+    let scale = scale as f32;
+    let mut out = vec![<T as Element>::zero(); b * h * t * d];
+    with_view::<T, _>(q, |qv| {
+        with_view::<T, _>(k, |kv| {
+            with_view::<T, _>(v, |vv| {
+                // Keys as the (s, d) operand of q·kᵀ, values transposed as the (d, s) operand
+                // of p·v, once per key/value head.
+                let packed: Vec<(PackedB<T>, PackedB<T>)> = (0..b * kvh)
+                    .into_par_iter()
+                    .map(|bg| {
+                        let (bi, g) = (bg / kvh, bg % kvh);
+                        let keys =
+                            PackedB::new(s_max, d, false, |j, kk| kv.data[kv.row(bi, g, j) + kk]);
+                        let values =
+                            PackedB::new(d, s_max, false, |j, kk| vv.data[vv.row(bi, g, kk) + j]);
+                        (keys, values)
+                    })
+                    .collect();
+                let blocks = t.div_ceil(QB);
+                let outp = SendPtr(out.as_mut_ptr());
+                (0..b * h * blocks)
+                    .into_par_iter()
+                    .for_each_init(Scratch::default, |scr, task| {
+                        let (bh, blk) = (task / blocks, task % blocks);
+                        let (bi, hq) = (bh / h, bh % h);
+                        let (keys, values) = &packed[bi * kvh + hq / rep];
+                        let q0 = blk * QB;
+                        let qb = QB.min(t - q0);
+                        let s_blk = visible(q0 + qb - 1);
+                        let ld = s_blk.next_multiple_of(TILE_COLS);
+                        scr.scores.resize(qb.next_multiple_of(TILE_ROWS) * ld, 0.0);
+                        let qrow = |i: usize, kk: usize| qv.data[qv.row(bi, hq, q0 + i) + kk];
+                        product(
+                            qb,
+                            d,
+                            qrow,
+                            keys,
+                            0,
+                            s_blk,
+                            &mut scr.packed,
+                            &mut scr.scores,
+                            ld,
+                        );
+                        for i in 0..qb {
+                            let row = &mut scr.scores[i * ld..i * ld + s_blk];
+                            let vis = visible(q0 + i);
+                            softmax_scaled(&mut row[..vis], scale);
+                            row[vis..].iter_mut().for_each(|x| *x = 0.0);
+                        }
+                        let ldo = d.next_multiple_of(TILE_COLS);
+                        scr.out.resize(qb.next_multiple_of(TILE_ROWS) * ldo, 0.0);
+                        let scores = &scr.scores;
+                        let prob =
+                            |i: usize, kk: usize| <T as Element>::from_f32(scores[i * ld + kk]);
+                        product(
+                            qb,
+                            s_blk,
+                            prob,
+                            values,
+                            0,
+                            d,
+                            &mut scr.packed,
+                            &mut scr.out,
+                            ldo,
+                        );
+                        for i in 0..qb {
+                            let at = ((bi * h + hq) * t + q0 + i) * d;
+                            // SAFETY: each task owns rows q0..q0+qb of head (bi, hq) of `out`.
+                            let dst =
+                                unsafe { std::slice::from_raw_parts_mut(outp.get().add(at), d) };
+                            T::store(&scr.out[i * ldo..i * ldo + d], dst);
+                        }
+                    });
+                Ok(())
+            })
+        })
+    })?;
+    Tensor::from_vec(out, (b, h, t, d), q.device())
+}
+
+/// Per-thread buffers, reused across tasks.
+struct Scratch<T> {
+    scores: Vec<f32>,
+    out: Vec<f32>,
+    packed: Vec<T>,
+}
+
+impl<T> Default for Scratch<T> {
+    fn default() -> Self {
+        Self {
+            scores: Vec::new(),
+            out: Vec::new(),
+            packed: Vec::new(),
+        }
+    }
+}
+
+/// `x = softmax(x·scale)` over one row.
+fn softmax_scaled(x: &mut [f32], scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if gemm_nt::has_f32() {
+        // SAFETY: AVX-512F is present.
+        unsafe { x86::softmax_scaled(x, scale) };
+        return;
+    }
+    for v in x.iter_mut() {
+        *v *= scale;
+    }
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::arch::x86_64::*;
+
+    /// `e^x` to about 1 ulp over the f32 range: `x = n·ln2 + r` with `|r| <= ln2/2`, a degree-7
+    /// Taylor polynomial for `e^r` (truncation below 2^-27 relative), scaled by `2^n`. Below
+    /// -104 the result is 0, as `expf`'s is.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn exp(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(
+            _mm512_min_ps(x, _mm512_set1_ps(88.722_83)),
+            _mm512_set1_ps(-104.0),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm512_set1_ps(1.0 / 5040.0);
+        for c in [
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, n)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn softmax_scaled(x: &mut [f32], scale: f32) {
+        let n = x.len();
+        let full = n / 16 * 16;
+        let tail: __mmask16 = ((1u32 << (n % 16)) - 1) as u16;
+        let p = x.as_mut_ptr();
+        let sc = _mm512_set1_ps(scale);
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < full {
+            let v = _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), sc);
+            _mm512_storeu_ps(p.add(i), v);
+            vmax = _mm512_max_ps(vmax, v);
+            i += 16;
+        }
+        if tail != 0 {
+            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p.add(i)), sc);
+            _mm512_mask_storeu_ps(p.add(i), tail, v);
+            vmax = _mm512_mask_max_ps(vmax, tail, vmax, v);
+        }
+        let max = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        let mut vsum = _mm512_setzero_ps();
+        i = 0;
+        while i < full {
+            let e = exp(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), max));
+            _mm512_storeu_ps(p.add(i), e);
+            vsum = _mm512_add_ps(vsum, e);
+            i += 16;
+        }
+        if tail != 0 {
+            let e = exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p.add(i)), max));
+            _mm512_mask_storeu_ps(p.add(i), tail, e);
+            vsum = _mm512_mask_add_ps(vsum, tail, vsum, e);
+        }
+        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(vsum));
+        i = 0;
+        while i < full {
+            _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), inv));
+            i += 16;
+        }
+        if tail != 0 {
+            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p.add(i)), inv);
+            _mm512_mask_storeu_ps(p.add(i), tail, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::attention::attention_reference;
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn exp_is_within_two_ulp_of_libm() {
+        if !gemm_nt::has_f32() {
+            return;
+        }
+        let xs: Vec<f32> = (0..20000).map(|i| -103.0 + i as f32 * 0.0095).collect();
+        for chunk in xs.chunks(16) {
+            let mut buf = [0f32; 16];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            let got: [f32; 16] = unsafe {
+                std::mem::transmute(x86::exp(std::arch::x86_64::_mm512_loadu_ps(buf.as_ptr())))
+            };
+            for (x, g) in chunk.iter().zip(got) {
+                let want = x.exp();
+                let ulp = (want.to_bits() as i64 - g.to_bits() as i64).abs();
+                assert!(
+                    ulp <= 2 || want < f32::MIN_POSITIVE,
+                    "exp({x}) = {g}, libm {want}"
+                );
+            }
+        }
+    }
+
+    /// Every mask, GQA grouping, a key/value view with spare capacity (a KV cache), query
+    /// counts that leave partial blocks, and both dtypes: the fused path equals the reference.
+    #[test]
+    fn fused_matches_reference() {
+        if !gemm_nt::has_bf16() {
+            eprintln!("skipped: no AVX512-BF16");
+            return;
+        }
+        let dev = Device::Cpu;
+        for (t, offset, mask_causal) in [(70, 0, true), (17, 9, true), (53, 0, false)] {
+            let (b, h, kvh, d) = (2, 6, 2, 40);
+            let s = offset + t;
+            let q = Tensor::randn(0f32, 1.0, (b, h, t, d), &dev).unwrap();
+            // Keys and values inside a larger buffer, as a KV cache hands them out.
+            let kbuf = Tensor::randn(0f32, 1.0, (b, kvh, s + 11, d), &dev).unwrap();
+            let vbuf = Tensor::randn(0f32, 1.0, (b, kvh, s + 11, d), &dev).unwrap();
+            let mask = if mask_causal {
+                Mask::Causal { offset }
+            } else {
+                Mask::None
+            };
+            let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+                (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            };
+            let fused = |q: &Tensor, k: &Tensor, v: &Tensor| {
+                attention_fused(q, k, v, 0.3, mask)
+                    .unwrap()
+                    .expect("applies")
+            };
+            let reference = |q: &Tensor, k: &Tensor, v: &Tensor| {
+                attention_reference(q, k, v, 0.3, mask).unwrap()
+            };
+            let (k, v) = (kbuf.narrow(2, 0, s).unwrap(), vbuf.narrow(2, 0, s).unwrap());
+            let d32 = max_diff(&fused(&q, &k, &v), &reference(&q, &k, &v));
+            assert!(d32 <= 1e-5, "t {t} offset {offset} f32: max diff {d32}");
+            // bf16: against f32 arithmetic on the same bf16-rounded inputs, the fused path is
+            // no further off than the reference path in bf16 (which rounds the scores too).
+            let half = |x: &Tensor| x.to_dtype(DType::BF16).unwrap();
+            let (qh, kh, vh) = (
+                half(&q),
+                half(&kbuf).narrow(2, 0, s).unwrap(),
+                half(&vbuf).narrow(2, 0, s).unwrap(),
+            );
+            let up = |x: &Tensor| x.to_dtype(DType::F32).unwrap();
+            let exact = reference(&up(&qh), &up(&kh), &up(&vh));
+            let fused_err = max_diff(&fused(&qh, &kh, &vh), &exact);
+            let reference_err = max_diff(&reference(&qh, &kh, &vh), &exact);
+            assert!(
+                fused_err <= reference_err.max(1.0 / 64.0),
+                "t {t} offset {offset} bf16: fused off by {fused_err}, reference by {reference_err}"
+            );
+            println!("t {t} offset {offset}: f32 diff {d32:e}; bf16 error fused {fused_err}, reference {reference_err}");
+        }
+    }
+}

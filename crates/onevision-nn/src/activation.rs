@@ -2,6 +2,8 @@
 
 use candle_core::Tensor;
 
+use crate::simd::{activation_fused, FusedActivation};
+
 /// An activation function. Parsed from config strings at load; see [`Activation::parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -27,7 +29,23 @@ impl Activation {
         }
     }
 
+    /// The vectorized path ([`activation_fused`]) where it applies, else candle's op.
     pub fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let fused = match self {
+            Self::GeluErf => None,
+            Self::GeluTanh => Some(FusedActivation::GeluTanh),
+            Self::Silu => Some(FusedActivation::Silu),
+        };
+        if let Some(act) = fused {
+            if let Some(y) = activation_fused(x, act)? {
+                return Ok(y);
+            }
+        }
+        self.forward_reference(x)
+    }
+
+    /// candle's ops: the differentiable reference.
+    pub fn forward_reference(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::GeluErf => x.gelu_erf(),
             Self::GeluTanh => x.gelu(),

@@ -16,7 +16,9 @@ use half::bf16;
 use rayon::prelude::*;
 
 use crate::attention::Mask;
-use crate::gemm_nt::{self, product, Element, PackedB, SendPtr, StoreF32, TILE_COLS, TILE_ROWS};
+use crate::gemm_nt::{
+    self, pack_a, product, Element, PackedB, SendPtr, StoreF32, TILE_COLS, TILE_ROWS,
+};
 
 /// Query rows per task (a multiple of the register tile's rows).
 const QB: usize = 4 * TILE_ROWS;
@@ -166,18 +168,12 @@ fn run<T: FusedElement>(
                         let s_blk = visible(q0 + qb - 1);
                         let ld = s_blk.next_multiple_of(TILE_COLS);
                         scr.scores.resize(qb.next_multiple_of(TILE_ROWS) * ld, 0.0);
-                        let qrow = |i: usize, kk: usize| qv.data[qv.row(bi, hq, q0 + i) + kk];
-                        product(
-                            qb,
-                            d,
-                            qrow,
-                            keys,
-                            0,
-                            s_blk,
-                            &mut scr.packed,
-                            &mut scr.scores,
-                            ld,
-                        );
+                        let qrow = |i: usize| {
+                            let at = qv.row(bi, hq, q0 + i);
+                            &qv.data[at..at + d]
+                        };
+                        pack_a(qb, d, qrow, |x| x, &mut scr.packed);
+                        product(&scr.packed, qb, d, keys, 0, s_blk, &mut scr.scores, ld);
                         for i in 0..qb {
                             let row = &mut scr.scores[i * ld..i * ld + s_blk];
                             let vis = visible(q0 + i);
@@ -187,19 +183,9 @@ fn run<T: FusedElement>(
                         let ldo = d.next_multiple_of(TILE_COLS);
                         scr.out.resize(qb.next_multiple_of(TILE_ROWS) * ldo, 0.0);
                         let scores = &scr.scores;
-                        let prob =
-                            |i: usize, kk: usize| <T as Element>::from_f32(scores[i * ld + kk]);
-                        product(
-                            qb,
-                            s_blk,
-                            prob,
-                            values,
-                            0,
-                            d,
-                            &mut scr.packed,
-                            &mut scr.out,
-                            ldo,
-                        );
+                        let prob = |i: usize| &scores[i * ld..i * ld + s_blk];
+                        pack_a(qb, s_blk, prob, <T as Element>::from_f32, &mut scr.packed);
+                        product(&scr.packed, qb, s_blk, values, 0, d, &mut scr.out, ldo);
                         for i in 0..qb {
                             let at = ((bi * h + hq) * t + q0 + i) * d;
                             // SAFETY: each task owns rows q0..q0+qb of head (bi, hq) of `out`.
@@ -257,35 +243,7 @@ fn softmax_scaled(x: &mut [f32], scale: f32) {
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    /// `e^x` to about 1 ulp over the f32 range: `x = n·ln2 + r` with `|r| <= ln2/2`, a degree-7
-    /// Taylor polynomial for `e^r` (truncation below 2^-27 relative), scaled by `2^n`. Below
-    /// -104 the result is 0, as `expf`'s is.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn exp(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(
-            _mm512_min_ps(x, _mm512_set1_ps(88.722_83)),
-            _mm512_set1_ps(-104.0),
-        );
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm512_set1_ps(1.0 / 5040.0);
-        for c in [
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-            1.0,
-            1.0,
-        ] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        _mm512_scalef_ps(p, n)
-    }
+    use crate::simd::x86::exp;
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn softmax_scaled(x: &mut [f32], scale: f32) {
@@ -340,30 +298,6 @@ mod tests {
 
     use super::*;
     use crate::attention::attention_reference;
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn exp_is_within_two_ulp_of_libm() {
-        if !gemm_nt::has_f32() {
-            return;
-        }
-        let xs: Vec<f32> = (0..20000).map(|i| -103.0 + i as f32 * 0.0095).collect();
-        for chunk in xs.chunks(16) {
-            let mut buf = [0f32; 16];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            let got: [f32; 16] = unsafe {
-                std::mem::transmute(x86::exp(std::arch::x86_64::_mm512_loadu_ps(buf.as_ptr())))
-            };
-            for (x, g) in chunk.iter().zip(got) {
-                let want = x.exp();
-                let ulp = (want.to_bits() as i64 - g.to_bits() as i64).abs();
-                assert!(
-                    ulp <= 2 || want < f32::MIN_POSITIVE,
-                    "exp({x}) = {g}, libm {want}"
-                );
-            }
-        }
-    }
 
     /// Every mask, GQA grouping, a key/value view with spare capacity (a KV cache), query
     /// counts that leave partial blocks, and both dtypes: the fused path equals the reference.

@@ -234,19 +234,16 @@ pub fn gemm_nt<T: Element + StoreF32>(
         let mc = MC.min(m - i0);
         let mut acc = vec![0f32; mc.next_multiple_of(MR) * NC];
         let mut ap = Vec::new();
+        pack_a(
+            mc,
+            k,
+            |i| &a[(i0 + i) * k..(i0 + i + 1) * k],
+            |x| x,
+            &mut ap,
+        );
         for j0 in (0..n).step_by(NC) {
             let nc = NC.min(n - j0);
-            product(
-                mc,
-                k,
-                |i, kk| a[(i0 + i) * k + kk],
-                &bp,
-                j0,
-                nc,
-                &mut ap,
-                &mut acc,
-                NC,
-            );
+            product(&ap, mc, k, &bp, j0, nc, &mut acc, NC);
             for i in 0..mc {
                 let row =
                     unsafe { std::slice::from_raw_parts_mut(cp.get().add((i0 + i) * n + j0), nc) };
@@ -311,46 +308,49 @@ impl<T: Element> PackedB<T> {
     }
 }
 
-/// `acc[i][j] = Σ_{kk < k_used} a(i, kk)·b[j0 + j][kk]` for rows `0..mc` and columns
-/// `0..nc` (`j0` a multiple of `NR`), on the calling thread. `acc` has row stride `ldacc >=
-/// nc.next_multiple_of(NR)` and at least `mc.next_multiple_of(MR)` rows; `ap` is scratch.
+/// `acc[i][j] = Σ_{kk < k} a[i][kk]·b[j0 + j][kk]` for rows `0..mc` and columns `0..nc`
+/// (`j0` a multiple of `NR`), on the calling thread, `a` packed by [`pack_a`] with the same
+/// `mc` and `k`. `acc` has row stride `ldacc >= nc.next_multiple_of(NR)` and at least
+/// `mc.next_multiple_of(MR)` rows.
 #[allow(clippy::too_many_arguments)]
 pub fn product<T: Element>(
+    a: &[T],
     mc: usize,
-    k_used: usize,
-    a: impl Fn(usize, usize) -> T,
+    k: usize,
     b: &PackedB<T>,
     j0: usize,
     nc: usize,
-    ap: &mut Vec<T>,
     acc: &mut [f32],
     ldacc: usize,
 ) {
     assert!(
-        k_used <= b.k && j0.is_multiple_of(NR) && j0 + nc <= b.n,
+        k <= b.k && j0.is_multiple_of(NR) && j0 + nc <= b.n,
         "product outside the packed operand"
     );
     assert!(ldacc >= nc.next_multiple_of(NR) && acc.len() >= mc.next_multiple_of(MR) * ldacc);
     let mpanels = mc.div_ceil(MR);
-    if k_used == 0 {
+    let steps_total = k.div_ceil(T::STEP);
+    assert!(
+        a.len() >= steps_total * mpanels * MR * T::STEP,
+        "a is not packed for (mc, k)"
+    );
+    if k == 0 {
         acc.iter_mut().for_each(|x| *x = 0.0);
         return;
     }
-    ap.resize(mpanels * MR * KC, T::zero());
-    let steps_used = k_used.div_ceil(T::STEP);
     let mut s0 = 0;
-    while s0 < steps_used {
-        let steps = (KC / T::STEP).min(steps_used - s0);
-        pack_a(mc, k_used, s0, steps, &a, ap);
+    while s0 < steps_total {
+        let steps = (KC / T::STEP).min(steps_total - s0);
+        let ablock = &a[s0 * mpanels * MR * T::STEP..];
         for jp in 0..nc.div_ceil(NR) {
             let bpanel = b.panel(s0, j0 / NR + jp);
             for ip in 0..mpanels {
-                // SAFETY: the panels hold `steps` steps (checked sizes above), the tile lies in
-                // `acc`, and `T::available()` was checked by the caller.
+                // SAFETY: both panels hold `steps` steps (sizes asserted above), the tile lies
+                // in `acc`, and the caller checked `T::available()`.
                 unsafe {
                     T::kernel(
                         steps,
-                        ap.as_ptr().add(ip * steps * MR * T::STEP),
+                        ablock.as_ptr().add(ip * steps * MR * T::STEP),
                         bpanel,
                         acc.as_mut_ptr().add(ip * MR * ldacc + jp * NR),
                         ldacc,
@@ -407,32 +407,38 @@ fn dots_parallel<T: Element + StoreF32>(
     });
 }
 
-/// Rows `0..mc` of `a`, steps `s0..s0+steps`, into `MR`-row panels: panel element `(p, i, e)`
-/// is `a(ip·MR + i, (s0 + p)·STEP + e)`; rows past `mc` and elements past `k` are zero.
-fn pack_a<T: Element>(
+/// Packs rows `0..mc` (`row(i)`, at least `k` long, converted by `conv`) as the `A` operand
+/// of [`product`]: for each block of `KC` reduction elements (steps `s0..s0+steps`), `MR`-row
+/// panels whose element `(p, i, e)` is `row(ip·MR + i)[(s0 + p)·STEP + e]`; rows past `mc` and
+/// elements past `k` are zero.
+pub fn pack_a<'a, S: Copy + 'a, T: Element>(
     mc: usize,
     k: usize,
-    s0: usize,
-    steps: usize,
-    a: impl Fn(usize, usize) -> T,
-    out: &mut [T],
+    row: impl Fn(usize) -> &'a [S],
+    conv: impl Fn(S) -> T,
+    out: &mut Vec<T>,
 ) {
     let mpanels = mc.div_ceil(MR);
-    for ip in 0..mpanels {
-        let panel = &mut out[ip * steps * MR * T::STEP..(ip + 1) * steps * MR * T::STEP];
-        for i in 0..MR {
-            let r = ip * MR + i;
-            for p in 0..steps {
-                for e in 0..T::STEP {
-                    let kk = (s0 + p) * T::STEP + e;
-                    panel[(p * MR + i) * T::STEP + e] = if r < mc && kk < k {
-                        a(r, kk)
-                    } else {
-                        T::zero()
-                    };
+    let steps_total = k.div_ceil(T::STEP);
+    out.clear();
+    out.resize(steps_total * mpanels * MR * T::STEP, T::zero());
+    let mut s0 = 0;
+    while s0 < steps_total {
+        let steps = (KC / T::STEP).min(steps_total - s0);
+        let block = &mut out[s0 * mpanels * MR * T::STEP..];
+        for ip in 0..mpanels {
+            let panel = &mut block[ip * steps * MR * T::STEP..(ip + 1) * steps * MR * T::STEP];
+            for i in 0..MR.min(mc - ip * MR) {
+                let src = &row(ip * MR + i)[..k];
+                let first = s0 * T::STEP;
+                let last = ((s0 + steps) * T::STEP).min(k);
+                for (q, &x) in src[first..last].iter().enumerate() {
+                    let (p, e) = (q / T::STEP, q % T::STEP);
+                    panel[(p * MR + i) * T::STEP + e] = conv(x);
                 }
             }
         }
+        s0 += steps;
     }
 }
 

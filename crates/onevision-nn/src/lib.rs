@@ -15,6 +15,7 @@ pub mod kv_cache;
 pub mod linear;
 pub mod norm;
 pub mod rope;
+pub mod simd;
 pub mod weights;
 
 pub use activation::Activation;

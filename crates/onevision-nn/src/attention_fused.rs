@@ -22,13 +22,18 @@ use crate::gemm_nt::{
 
 /// Query rows per task (a multiple of the register tile's rows).
 const QB: usize = 4 * TILE_ROWS;
-/// Fewer query rows than this (decoding) stay on the reference path: packing the keys would
-/// cost as much as the product.
+/// Fewer query rows than this (decoding) take the unpacked path: packing the keys would cost
+/// as much as the product, so scores are dot products straight from the cache's rows.
 pub const MIN_QUERIES: usize = 16;
 
 /// Element types with a fused path.
 trait FusedElement: Element + StoreF32 + candle_core::WithDType {
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    /// `out = Σ_j p[j]·v[j·d..(j + 1)·d]`.
+    ///
+    /// # Safety
+    /// The CPU has [`Element::available`]'s features; `v` holds `p.len()` rows of `d`.
+    unsafe fn weighted_rows(p: &[f32], v: &[Self], d: usize, out: &mut [f32]);
 }
 
 impl FusedElement for f32 {
@@ -37,6 +42,14 @@ impl FusedElement for f32 {
             CpuStorage::F32(v) => Some(v),
             _ => None,
         }
+    }
+    unsafe fn weighted_rows(p: &[f32], v: &[f32], d: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        x86::weighted_rows(p, v.as_ptr(), d, out, |ptr, m| {
+            std::arch::x86_64::_mm512_maskz_loadu_ps(m, ptr)
+        });
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("{} {} {d} {}", p.len(), v.len(), out.len());
     }
 }
 
@@ -47,11 +60,22 @@ impl FusedElement for bf16 {
             _ => None,
         }
     }
+    unsafe fn weighted_rows(p: &[f32], v: &[bf16], d: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        x86::weighted_rows(p, v.as_ptr(), d, out, |ptr, m| {
+            use std::arch::x86_64::*;
+            // bf16 -> f32 is the 16 bits moved to the top of the word.
+            let h = _mm256_maskz_loadu_epi16(m, ptr as *const i16);
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        });
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("{} {} {d} {}", p.len(), v.len(), out.len());
+    }
 }
 
 /// The fused attention, or `None` where it does not apply: not on the CPU, a dtype or CPU
-/// without kernels, few queries, or inputs that take part in a gradient (the reference path is
-/// the differentiable one).
+/// without kernels, or inputs that take part in a gradient (the reference path is the
+/// differentiable one).
 ///
 /// # Shapes
 /// `q`: (b, h, t, d); `k`, `v`: (b, kvh, s, d), rows contiguous -> (b, h, t, d)
@@ -64,7 +88,6 @@ pub fn attention_fused(
 ) -> candle_core::Result<Option<Tensor>> {
     let (_, _, t, _) = q.dims4()?;
     let applies = q.device().is_cpu()
-        && t >= MIN_QUERIES
         && q.dtype() == k.dtype()
         && q.dtype() == v.dtype()
         && !(q.track_op() || k.track_op() || v.track_op())
@@ -77,8 +100,10 @@ pub fn attention_fused(
         return Ok(None);
     }
     match q.dtype() {
-        DType::F32 => run::<f32>(q, k, v, scale, mask).map(Some),
-        DType::BF16 => run::<bf16>(q, k, v, scale, mask).map(Some),
+        DType::F32 if t >= MIN_QUERIES => run::<f32>(q, k, v, scale, mask).map(Some),
+        DType::BF16 if t >= MIN_QUERIES => run::<bf16>(q, k, v, scale, mask).map(Some),
+        DType::F32 => run_few::<f32>(q, k, v, scale, mask).map(Some),
+        DType::BF16 => run_few::<bf16>(q, k, v, scale, mask).map(Some),
         _ => Ok(None),
     }
 }
@@ -201,6 +226,69 @@ fn run<T: FusedElement>(
     Tensor::from_vec(out, (b, h, t, d), q.device())
 }
 
+/// Attention for a few queries (decoding): per key/value head, the `h / kvh · t` query rows'
+/// scores are dot products with the keys where they lie, and the output rows weighted sums of
+/// the value rows.
+fn run_few<T: FusedElement>(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Mask,
+) -> candle_core::Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let (_, kvh, s, _) = k.dims4()?;
+    let rep = h / kvh;
+    let visible = |pos: usize| match mask {
+        Mask::None => s,
+        Mask::Causal { offset } => (offset + pos + 1).min(s),
+    };
+    let scale = scale as f32;
+    let rows = rep * t;
+    let mut out = vec![<T as Element>::zero(); b * h * t * d];
+    with_view::<T, _>(q, |qv| {
+        with_view::<T, _>(k, |kv| {
+            with_view::<T, _>(v, |vv| {
+                if kv.stride[2] != d
+                    || vv.stride[2] != d
+                    || qv.stride[2] != d
+                    || qv.stride[1] != t * d
+                {
+                    candle_core::bail!("fused attention: rows of q, k or v are not contiguous");
+                }
+                out.par_chunks_mut(rows * d)
+                    .enumerate()
+                    .for_each(|(bg, dst)| {
+                        let (bi, g) = (bg / kvh, bg % kvh);
+                        // The rep heads of group g are adjacent in q: rows*d contiguous elements.
+                        let a0 = qv.row(bi, g * rep, 0);
+                        let a = &qv.data[a0..a0 + rows * d];
+                        let k0 = kv.row(bi, g, 0);
+                        let keys = &kv.data[k0..k0 + s * d];
+                        let v0 = vv.row(bi, g, 0);
+                        let values = &vv.data[v0..v0 + s * d];
+                        let mut scores = vec![0f32; rows * s];
+                        let mut acc = vec![0f32; d];
+                        // SAFETY: `attention_fused` checked the CPU; sizes are as sliced above.
+                        unsafe { T::dots(rows, s, d, a, keys, &mut scores, s) };
+                        for r in 0..rows {
+                            let vis = visible(r % t);
+                            let p = &mut scores[r * s..r * s + vis];
+                            softmax_scaled(p, scale);
+                            // Probabilities are rounded to the compute dtype, as in the reference.
+                            p.iter_mut()
+                                .for_each(|x| *x = <T as Element>::from_f32(*x).to_f64() as f32);
+                            unsafe { T::weighted_rows(p, values, d, &mut acc) };
+                            T::store(&acc, &mut dst[r * d..(r + 1) * d]);
+                        }
+                    });
+                Ok(())
+            })
+        })
+    })?;
+    Tensor::from_vec(out, (b, h, t, d), q.device())
+}
+
 /// Per-thread buffers, reused across tasks.
 struct Scratch<T> {
     scores: Vec<f32>,
@@ -244,6 +332,40 @@ pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     use crate::simd::x86::exp;
+
+    /// `out = Σ_j p[j]·row_j`, rows of `d` elements at `v`, loaded as f32 by `load`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn weighted_rows<T>(
+        p: &[f32],
+        v: *const T,
+        d: usize,
+        out: &mut [f32],
+        load: impl Fn(*const T, __mmask16) -> __m512,
+    ) {
+        // Four 16-lane accumulators per pass over the rows (64 columns, a whole Qwen2 head).
+        for c0 in (0..d).step_by(64) {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let masks: [__mmask16; 4] = std::array::from_fn(|c| {
+                let left = d.saturating_sub(c0 + 16 * c).min(16);
+                ((1u32 << left) - 1) as u16
+            });
+            for (j, &pj) in p.iter().enumerate() {
+                let w = _mm512_set1_ps(pj);
+                let row = v.add(j * d + c0);
+                for c in 0..4 {
+                    if masks[c] != 0 {
+                        acc[c] = _mm512_fmadd_ps(w, load(row.add(16 * c), masks[c]), acc[c]);
+                    }
+                }
+            }
+            for c in 0..4 {
+                if masks[c] != 0 {
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(c0 + 16 * c), masks[c], acc[c]);
+                }
+            }
+        }
+    }
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn softmax_scaled(x: &mut [f32], scale: f32) {
@@ -300,7 +422,7 @@ mod tests {
     use crate::attention::attention_reference;
 
     /// Every mask, GQA grouping, a key/value view with spare capacity (a KV cache), query
-    /// counts that leave partial blocks, and both dtypes: the fused path equals the reference.
+    /// counts that leave partial blocks or take the few-queries path, and both dtypes: the fused path equals the reference.
     #[test]
     fn fused_matches_reference() {
         if !gemm_nt::has_bf16() {
@@ -308,7 +430,14 @@ mod tests {
             return;
         }
         let dev = Device::Cpu;
-        for (t, offset, mask_causal) in [(70, 0, true), (17, 9, true), (53, 0, false)] {
+        for (t, offset, mask_causal) in [
+            (70, 0, true),
+            (17, 9, true),
+            (53, 0, false),
+            (1, 40, true),
+            (5, 12, true),
+            (2, 0, false),
+        ] {
             let (b, h, kvh, d) = (2, 6, 2, 40);
             let s = offset + t;
             let q = Tensor::randn(0f32, 1.0, (b, h, t, d), &dev).unwrap();

@@ -36,11 +36,12 @@ const NC: usize = 512;
 /// Below this many rows, packing `B` costs as much as the product: the dot-product kernel runs.
 pub const MIN_ROWS_PACKED: usize = 8;
 
-/// Whether this CPU runs the f32 kernels.
+/// Whether this CPU runs the f32 kernels (AVX-512 F and BW: every AVX-512 CPU since Skylake-X).
 pub fn has_f32() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -52,8 +53,7 @@ pub fn has_f32() -> bool {
 pub fn has_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bf16")
+        has_f32() && std::arch::is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

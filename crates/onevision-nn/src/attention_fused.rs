@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::attention::Mask;
 use crate::gemm_nt::{
-    self, pack_a, product, Element, PackedB, SendPtr, StoreF32, TILE_COLS, TILE_ROWS,
+    self, pack_a, product, ALayout, Element, PackedB, SendPtr, StoreF32, TILE_COLS, TILE_ROWS,
 };
 
 /// Query rows per task (a multiple of the register tile's rows).
@@ -198,19 +198,26 @@ fn run<T: FusedElement>(
                             &qv.data[at..at + d]
                         };
                         pack_a(qb, d, qrow, |x| x, &mut scr.packed);
-                        product(&scr.packed, qb, d, keys, 0, s_blk, &mut scr.scores, ld);
+                        let packed_q = ALayout::Packed(&scr.packed);
+                        product(packed_q, qb, d, keys, 0, s_blk, &mut scr.scores, ld);
+                        // Probabilities in the compute dtype, row-major, zero past each row's
+                        // visible keys and in the padding rows: the A operand of p·v in place.
+                        let rows = qb.next_multiple_of(TILE_ROWS);
+                        scr.probs.clear();
+                        scr.probs.resize(rows * ld, <T as Element>::zero());
                         for i in 0..qb {
                             let row = &mut scr.scores[i * ld..i * ld + s_blk];
                             let vis = visible(q0 + i);
                             softmax_scaled(&mut row[..vis], scale);
-                            row[vis..].iter_mut().for_each(|x| *x = 0.0);
+                            T::store(&row[..vis], &mut scr.probs[i * ld..i * ld + vis]);
                         }
                         let ldo = d.next_multiple_of(TILE_COLS);
-                        scr.out.resize(qb.next_multiple_of(TILE_ROWS) * ldo, 0.0);
-                        let scores = &scr.scores;
-                        let prob = |i: usize| &scores[i * ld..i * ld + s_blk];
-                        pack_a(qb, s_blk, prob, <T as Element>::from_f32, &mut scr.packed);
-                        product(&scr.packed, qb, s_blk, values, 0, d, &mut scr.out, ldo);
+                        scr.out.resize(rows * ldo, 0.0);
+                        let probs = ALayout::Rows {
+                            data: &scr.probs,
+                            ld,
+                        };
+                        product(probs, qb, s_blk, values, 0, d, &mut scr.out, ldo);
                         for i in 0..qb {
                             let at = ((bi * h + hq) * t + q0 + i) * d;
                             // SAFETY: each task owns rows q0..q0+qb of head (bi, hq) of `out`.
@@ -292,6 +299,7 @@ fn run_few<T: FusedElement>(
 /// Per-thread buffers, reused across tasks.
 struct Scratch<T> {
     scores: Vec<f32>,
+    probs: Vec<T>,
     out: Vec<f32>,
     packed: Vec<T>,
 }
@@ -300,6 +308,7 @@ impl<T> Default for Scratch<T> {
     fn default() -> Self {
         Self {
             scores: Vec::new(),
+            probs: Vec::new(),
             out: Vec::new(),
             packed: Vec::new(),
         }

@@ -68,15 +68,17 @@ pub trait Element: Copy + Send + Sync + 'static {
     fn zero() -> Self;
     fn from_f32(x: f32) -> Self;
     fn available() -> bool;
-    /// `c[i][j] (+)= Σ_p a[p][i]·b[p][j]` over `steps` packed steps; `c` is an `MR × NR` f32
-    /// tile with row stride `ldc`.
+    /// `c[i][j] (+)= Σ_p a(i, p)·b[p][j]` over `steps` steps; `c` is an `MR × NR` f32 tile with
+    /// row stride `ldc`. `a` is a packed panel (`lda == 0`: element `(p, i, e)` at
+    /// `(p·MR + i)·STEP + e`) or `MR` row-major rows `lda` apart.
     ///
     /// # Safety
-    /// `a` holds `steps·MR·STEP`, `b` `steps·NR·STEP` elements; `c` the tile; the CPU has the
-    /// features [`Element::available`] checks.
+    /// `a` holds the `MR` rows of `steps·STEP` elements, `b` `steps·NR·STEP` elements; `c` the
+    /// tile; the CPU has the features [`Element::available`] checks.
     unsafe fn kernel(
         steps: usize,
         a: *const Self,
+        lda: usize,
         b: *const Self,
         c: *mut f32,
         ldc: usize,
@@ -112,15 +114,16 @@ impl Element for f32 {
     unsafe fn kernel(
         steps: usize,
         a: *const f32,
+        lda: usize,
         b: *const f32,
         c: *mut f32,
         ldc: usize,
         add: bool,
     ) {
         #[cfg(target_arch = "x86_64")]
-        x86::kernel_f32(steps, a, b, c, ldc, add);
+        x86::kernel_f32(steps, a, lda, b, c, ldc, add);
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no f32 kernel on this architecture {steps} {a:?} {b:?} {c:?} {ldc} {add}");
+        unreachable!("no f32 kernel here {steps} {a:?} {lda} {b:?} {c:?} {ldc} {add}");
     }
     unsafe fn dots(
         rows: usize,
@@ -157,15 +160,16 @@ impl Element for bf16 {
     unsafe fn kernel(
         steps: usize,
         a: *const bf16,
+        lda: usize,
         b: *const bf16,
         c: *mut f32,
         ldc: usize,
         add: bool,
     ) {
         #[cfg(target_arch = "x86_64")]
-        x86::kernel_bf16(steps, a, b, c, ldc, add);
+        x86::kernel_bf16(steps, a, lda, b, c, ldc, add);
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no bf16 kernel on this architecture {steps} {a:?} {b:?} {c:?} {ldc} {add}");
+        unreachable!("no bf16 kernel here {steps} {a:?} {lda} {b:?} {c:?} {ldc} {add}");
     }
     unsafe fn dots(
         rows: usize,
@@ -243,7 +247,7 @@ pub fn gemm_nt<T: Element + StoreF32>(
         );
         for j0 in (0..n).step_by(NC) {
             let nc = NC.min(n - j0);
-            product(&ap, mc, k, &bp, j0, nc, &mut acc, NC);
+            product(ALayout::Packed(&ap), mc, k, &bp, j0, nc, &mut acc, NC);
             for i in 0..mc {
                 let row =
                     unsafe { std::slice::from_raw_parts_mut(cp.get().add((i0 + i) * n + j0), nc) };
@@ -308,13 +312,23 @@ impl<T: Element> PackedB<T> {
     }
 }
 
+/// How the `A` operand of [`product`] is laid out.
+#[derive(Clone, Copy)]
+pub enum ALayout<'a, T> {
+    /// Packed by [`pack_a`] with the same `mc` and `k`.
+    Packed(&'a [T]),
+    /// Row-major rows `ld` apart, at least `mc.next_multiple_of(MR)` of them (the rows past `mc`
+    /// zero), each zero past `k` up to a whole `STEP`: the kernel reads them in place. Suits an
+    /// operand that is already in L2 (attention probabilities).
+    Rows { data: &'a [T], ld: usize },
+}
+
 /// `acc[i][j] = Σ_{kk < k} a[i][kk]·b[j0 + j][kk]` for rows `0..mc` and columns `0..nc`
-/// (`j0` a multiple of `NR`), on the calling thread, `a` packed by [`pack_a`] with the same
-/// `mc` and `k`. `acc` has row stride `ldacc >= nc.next_multiple_of(NR)` and at least
-/// `mc.next_multiple_of(MR)` rows.
+/// (`j0` a multiple of `NR`), on the calling thread. `acc` has row stride
+/// `ldacc >= nc.next_multiple_of(NR)` and at least `mc.next_multiple_of(MR)` rows.
 #[allow(clippy::too_many_arguments)]
 pub fn product<T: Element>(
-    a: &[T],
+    a: ALayout<'_, T>,
     mc: usize,
     k: usize,
     b: &PackedB<T>,
@@ -330,10 +344,17 @@ pub fn product<T: Element>(
     assert!(ldacc >= nc.next_multiple_of(NR) && acc.len() >= mc.next_multiple_of(MR) * ldacc);
     let mpanels = mc.div_ceil(MR);
     let steps_total = k.div_ceil(T::STEP);
-    assert!(
-        a.len() >= steps_total * mpanels * MR * T::STEP,
-        "a is not packed for (mc, k)"
-    );
+    match a {
+        ALayout::Packed(a) => assert!(
+            a.len() >= steps_total * mpanels * MR * T::STEP,
+            "a is not packed for (mc, k)"
+        ),
+        ALayout::Rows { data, ld } => assert!(
+            ld >= steps_total * T::STEP
+                && data.len() >= (mpanels * MR - 1) * ld + steps_total * T::STEP,
+            "a does not hold whole register tiles of rows"
+        ),
+    }
     if k == 0 {
         acc.iter_mut().for_each(|x| *x = 0.0);
         return;
@@ -341,16 +362,25 @@ pub fn product<T: Element>(
     let mut s0 = 0;
     while s0 < steps_total {
         let steps = (KC / T::STEP).min(steps_total - s0);
-        let ablock = &a[s0 * mpanels * MR * T::STEP..];
         for jp in 0..nc.div_ceil(NR) {
             let bpanel = b.panel(s0, j0 / NR + jp);
             for ip in 0..mpanels {
-                // SAFETY: both panels hold `steps` steps (sizes asserted above), the tile lies
-                // in `acc`, and the caller checked `T::available()`.
+                let (ap, lda) = match a {
+                    ALayout::Packed(a) => (
+                        a[s0 * mpanels * MR * T::STEP + ip * steps * MR * T::STEP..].as_ptr(),
+                        0,
+                    ),
+                    ALayout::Rows { data, ld } => {
+                        (data[ip * MR * ld + s0 * T::STEP..].as_ptr(), ld)
+                    }
+                };
+                // SAFETY: both operands hold `steps` steps for the tile (sizes asserted above),
+                // the tile lies in `acc`, and the caller checked `T::available()`.
                 unsafe {
                     T::kernel(
                         steps,
-                        ablock.as_ptr().add(ip * steps * MR * T::STEP),
+                        ap,
+                        lda,
                         bpanel,
                         acc.as_mut_ptr().add(ip * MR * ldacc + jp * NR),
                         ldacc,
@@ -375,8 +405,17 @@ impl StoreF32 for f32 {
 }
 
 impl StoreF32 for bf16 {
+    /// Round to nearest even, 16 at a time with `vcvtneps2bf16` where the CPU has it.
     fn store(src: &[f32], dst: &mut [bf16]) {
-        for (d, s) in dst.iter_mut().zip(src) {
+        let n = src.len().min(dst.len());
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if has_bf16() {
+            // SAFETY: AVX512-BF16 is present; both slices hold `n` elements.
+            unsafe { x86::to_bf16(&src[..n], &mut dst[..n]) };
+            done = n;
+        }
+        for (d, s) in dst[done..n].iter_mut().zip(&src[done..n]) {
             *d = bf16::from_f32(*s);
         }
     }
@@ -454,23 +493,39 @@ mod x86 {
     pub unsafe fn kernel_f32(
         steps: usize,
         a: *const f32,
+        lda: usize,
         b: *const f32,
         c: *mut f32,
         ldc: usize,
         add: bool,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-        let (mut a, mut b) = (a, b);
-        for _ in 0..steps {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.add(i));
-                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        let mut b = b;
+        if lda == 0 {
+            let mut a = a;
+            for _ in 0..steps {
+                let b0 = _mm512_loadu_ps(b);
+                let b1 = _mm512_loadu_ps(b.add(16));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let ai = _mm512_set1_ps(*a.add(i));
+                    row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+                }
+                a = a.add(MR);
+                b = b.add(NR);
             }
-            a = a.add(MR);
-            b = b.add(NR);
+        } else {
+            let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * lda));
+            for p in 0..steps {
+                let b0 = _mm512_loadu_ps(b);
+                let b1 = _mm512_loadu_ps(b.add(16));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let ai = _mm512_set1_ps(*rows[i].add(p));
+                    row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+                }
+                b = b.add(NR);
+            }
         }
         store_tile(&acc, c, ldc, add);
     }
@@ -479,25 +534,60 @@ mod x86 {
     pub unsafe fn kernel_bf16(
         steps: usize,
         a: *const bf16,
+        lda: usize,
         b: *const bf16,
         c: *mut f32,
         ldc: usize,
         add: bool,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-        let (mut a, mut b) = (a as *const u32, b as *const u32);
-        for _ in 0..steps {
-            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b as *const _));
-            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(16) as *const _));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(i) as i32));
-                row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
-                row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
+        let mut b = b as *const u32;
+        if lda == 0 {
+            let mut a = a as *const u32;
+            for _ in 0..steps {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b as *const _));
+                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(16) as *const _));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(i) as i32));
+                    row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
+                    row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
+                }
+                a = a.add(MR);
+                b = b.add(NR);
             }
-            a = a.add(MR);
-            b = b.add(NR);
+        } else {
+            let rows: [*const u32; MR] = std::array::from_fn(|i| a.add(i * lda) as *const u32);
+            for p in 0..steps {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b as *const _));
+                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(16) as *const _));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let ai: __m512bh =
+                        std::mem::transmute(_mm512_set1_epi32(*rows[i].add(p) as i32));
+                    row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
+                    row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
+                }
+                b = b.add(NR);
+            }
         }
         store_tile(&acc, c, ldc, add);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16,avx512bw")]
+    pub unsafe fn to_bf16(src: &[f32], dst: &mut [bf16]) {
+        let n = src.len().min(dst.len());
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr() as *mut i16);
+        let mut i = 0;
+        while i + 16 <= n {
+            let v: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(s.add(i))));
+            _mm256_storeu_si256(d.add(i) as *mut __m256i, v);
+            i += 16;
+        }
+        if i < n {
+            let m: __mmask16 = ((1u32 << (n - i)) - 1) as u16;
+            let v: __m256i =
+                std::mem::transmute(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s.add(i))));
+            _mm256_mask_storeu_epi16(d.add(i), m, v);
+        }
     }
 
     #[inline(always)]

@@ -1,7 +1,15 @@
 //! LayerNorm and RMSNorm, with the dtype handling of the transformers modules they replace.
+//!
+//! Each has the readable candle-ops forward (`forward_reference`, differentiable) and a one-pass
+//! row kernel used for inference (no gradient tracking, f32/bf16 on the CPU) that computes the
+//! same formula in the same dtypes: statistics in f32, the same roundings to the input dtype.
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor, D};
+use half::bf16;
+use rayon::prelude::*;
 
+use crate::gemm_nt::StoreF32;
 use crate::{Result, Weights};
 
 /// `nn.LayerNorm` with weight and bias over the last axis. Statistics are computed in f32 for
@@ -11,22 +19,35 @@ pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f64,
+    fast: RowNorm,
 }
 
 impl LayerNorm {
     pub fn new(dim: usize, eps: f64, w: &Weights) -> Result<Self> {
-        Ok(Self {
-            weight: w.get(dim, "weight")?,
-            bias: w.get(dim, "bias")?,
+        Ok(Self::from_tensors(
+            w.get(dim, "weight")?,
+            w.get(dim, "bias")?,
             eps,
+        )?)
+    }
+
+    pub fn from_tensors(weight: Tensor, bias: Tensor, eps: f64) -> candle_core::Result<Self> {
+        let fast = RowNorm {
+            kind: Kind::Layer,
+            weight: to_f32_vec(&weight)?,
+            bias: Some(to_f32_vec(&bias)?),
+            eps: eps as f32,
+        };
+        Ok(Self {
+            weight,
+            bias,
+            eps,
+            fast,
         })
     }
-}
 
-impl Module for LayerNorm {
-    /// # Shapes
-    /// `x`: (..., d) -> (..., d)
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// The candle-ops forward (differentiable).
+    pub fn forward_reference(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dtype = x.dtype();
         let x = x.to_dtype(DType::F32)?;
         let mean = x.mean_keepdim(D::Minus1)?;
@@ -39,20 +60,48 @@ impl Module for LayerNorm {
     }
 }
 
+impl Module for LayerNorm {
+    /// # Shapes
+    /// `x`: (..., d) -> (..., d)
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match fused(x, &self.fast)? {
+            Some(y) => Ok(y),
+            None => self.forward_reference(x),
+        }
+    }
+}
+
 /// Qwen2's RMSNorm: `x·rsqrt(mean(x²) + eps)` in f32, cast back to the input dtype, *then*
 /// multiplied by the weight (transformers `Qwen2RMSNorm`; the order matters in half precision).
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     weight: Tensor,
     eps: f64,
+    fast: RowNorm,
 }
 
 impl RmsNorm {
     pub fn new(dim: usize, eps: f64, w: &Weights) -> Result<Self> {
-        Ok(Self {
-            weight: w.get(dim, "weight")?,
-            eps,
-        })
+        Ok(Self::from_tensors(w.get(dim, "weight")?, eps)?)
+    }
+
+    pub fn from_tensors(weight: Tensor, eps: f64) -> candle_core::Result<Self> {
+        let fast = RowNorm {
+            kind: Kind::Rms,
+            weight: to_f32_vec(&weight)?,
+            bias: None,
+            eps: eps as f32,
+        };
+        Ok(Self { weight, eps, fast })
+    }
+
+    /// The candle-ops forward (differentiable).
+    pub fn forward_reference(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        let x32 = x.to_dtype(DType::F32)?;
+        let ms = x32.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = x32.broadcast_mul(&(ms + self.eps)?.sqrt()?.recip()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
     }
 }
 
@@ -60,10 +109,200 @@ impl Module for RmsNorm {
     /// # Shapes
     /// `x`: (..., d) -> (..., d)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dtype = x.dtype();
-        let x32 = x.to_dtype(DType::F32)?;
-        let ms = x32.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = x32.broadcast_mul(&(ms + self.eps)?.sqrt()?.recip()?)?;
-        normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
+        match fused(x, &self.fast)? {
+            Some(y) => Ok(y),
+            None => self.forward_reference(x),
+        }
+    }
+}
+
+fn to_f32_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+}
+
+/// The one-pass path where it applies (CPU, f32/bf16, no gradient tracking).
+fn fused(x: &Tensor, op: &RowNorm) -> candle_core::Result<Option<Tensor>> {
+    let applies = x.device().is_cpu()
+        && !x.track_op()
+        && matches!(x.dtype(), DType::F32 | DType::BF16)
+        && x.dims().last() == Some(&op.weight.len());
+    if !applies {
+        return Ok(None);
+    }
+    x.contiguous()?.apply_op1_no_bwd(op).map(Some)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Layer,
+    Rms,
+}
+
+#[derive(Debug, Clone)]
+struct RowNorm {
+    kind: Kind,
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    eps: f32,
+}
+
+impl RowNorm {
+    /// One row, in f32: the normalized values (before the weight for RMSNorm, which applies it
+    /// after the cast; LayerNorm's weight and bias are applied here, in f32).
+    fn row(&self, x: &mut [f32]) {
+        let n = x.len() as f32;
+        match self.kind {
+            Kind::Layer => {
+                let mean = lanes_sum(x, |v| v) / n;
+                x.iter_mut().for_each(|v| *v -= mean);
+                let var = lanes_sum(x, |v| v * v) / n;
+                let inv = 1.0 / (var + self.eps).sqrt();
+                let bias = self.bias.as_deref().unwrap_or(&[]);
+                for ((v, w), b) in x.iter_mut().zip(&self.weight).zip(bias) {
+                    *v = *v * inv * w + b;
+                }
+            }
+            Kind::Rms => {
+                let ms = lanes_sum(x, |v| v * v) / n;
+                let inv = 1.0 / (ms + self.eps).sqrt();
+                x.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
+    }
+
+    fn rows<T: Copy + Send + Sync>(
+        &self,
+        src: &[T],
+        d: usize,
+        to_f32: impl Fn(T) -> f32 + Sync,
+        store: impl Fn(&mut Vec<f32>, &mut [T]) + Sync,
+        zero: T,
+    ) -> Vec<T> {
+        let mut out = vec![zero; src.len()];
+        out.par_chunks_mut(d * 64)
+            .zip(src.par_chunks(d * 64))
+            .for_each(|(o, s)| {
+                let mut buf = Vec::with_capacity(d);
+                for (orow, srow) in o.chunks_mut(d).zip(s.chunks(d)) {
+                    buf.clear();
+                    buf.extend(srow.iter().map(|&v| to_f32(v)));
+                    self.row(&mut buf);
+                    store(&mut buf, orow);
+                }
+            });
+        out
+    }
+}
+
+/// `Σ f(x)` over 16 interleaved partial sums (vectorizable, and no worse than a running sum).
+fn lanes_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += f(*v);
+        }
+    }
+    for (a, v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f(*v);
+    }
+    acc.iter().sum()
+}
+
+impl CustomOp1 for RowNorm {
+    fn name(&self) -> &'static str {
+        "row-norm"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let Some((start, end)) = l.contiguous_offsets() else {
+            candle_core::bail!("row-norm: input is not contiguous");
+        };
+        let d = self.weight.len();
+        let storage = match s {
+            CpuStorage::F32(v) => {
+                let store = |buf: &mut Vec<f32>, o: &mut [f32]| match self.kind {
+                    Kind::Layer => o.copy_from_slice(buf),
+                    Kind::Rms => {
+                        for ((o, v), w) in o.iter_mut().zip(buf.iter()).zip(&self.weight) {
+                            *o = v * w;
+                        }
+                    }
+                };
+                CpuStorage::F32(self.rows(&v[start..end], d, |x| x, store, 0.0))
+            }
+            CpuStorage::BF16(v) => {
+                let store = |buf: &mut Vec<f32>, o: &mut [bf16]| {
+                    if let Kind::Rms = self.kind {
+                        // Cast the normalized row to bf16, then multiply by the (bf16) weight
+                        // in f32 and round again, as a bf16 `weight * hidden` does.
+                        for (v, w) in buf.iter_mut().zip(&self.weight) {
+                            *v = bf16::from_f32(*v).to_f32() * w;
+                        }
+                    }
+                    bf16::store(buf, o);
+                };
+                CpuStorage::BF16(self.rows(
+                    &v[start..end],
+                    d,
+                    |x: bf16| x.to_f32(),
+                    store,
+                    bf16::ZERO,
+                ))
+            }
+            _ => candle_core::bail!("row-norm: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((storage, l.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    /// The one-pass kernels equal the candle-ops forwards in f32 and bf16 (the latter to one
+    /// bf16 rounding: summation order may flip a rounding), with a row length that is not a
+    /// multiple of 16 and an offset mean. Errors are relative to `|want| + 1` (outputs near 0
+    /// come from cancellation in `w·x̂ + b`).
+    #[test]
+    fn fused_norms_match_reference() {
+        let dev = Device::Cpu;
+        let d = 37;
+        let x = (Tensor::randn(0f32, 2.0, (3, 70, d), &dev).unwrap() + 0.7).unwrap();
+        let w = Tensor::randn(1f32, 0.2, d, &dev).unwrap();
+        let b = Tensor::randn(0f32, 0.2, d, &dev).unwrap();
+        for dt in [DType::F32, DType::BF16] {
+            let cast = |t: &Tensor| t.to_dtype(dt).unwrap();
+            let ln = LayerNorm::from_tensors(cast(&w), cast(&b), 1e-6).unwrap();
+            let rms = RmsNorm::from_tensors(cast(&w), 1e-6).unwrap();
+            let xs = cast(&x);
+            for (name, got, want) in [
+                (
+                    "layer",
+                    ln.forward(&xs).unwrap(),
+                    ln.forward_reference(&xs).unwrap(),
+                ),
+                (
+                    "rms",
+                    rms.forward(&xs).unwrap(),
+                    rms.forward_reference(&xs).unwrap(),
+                ),
+            ] {
+                assert_eq!(got.dtype(), dt);
+                let got = got.to_dtype(DType::F32).unwrap();
+                let want = want.to_dtype(DType::F32).unwrap();
+                let err = ((&got - &want).unwrap().abs().unwrap()
+                    / (want.abs().unwrap() + 1.0).unwrap())
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+                let tol = if dt == DType::F32 { 1e-5 } else { 1.0 / 128.0 };
+                assert!(err <= tol, "{name} {dt:?}: relative error {err}");
+            }
+        }
     }
 }

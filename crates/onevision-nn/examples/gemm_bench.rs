@@ -38,7 +38,9 @@ fn main() -> candle_core::Result<()> {
         // The tied LM head: 544 MB in f32, far past the caches (memory bound).
         (1, 151936, 896),
     ];
-    println!("| m | n | k | dtype | candle GFLOP/s | gemm_nt GFLOP/s | ratio | gemm_nt weight GB/s |");
+    println!(
+        "| m | n | k | dtype | candle GFLOP/s | gemm_nt GFLOP/s | ratio | gemm_nt weight GB/s |"
+    );
     println!("|---:|---:|---:|---|---:|---:|---:|---:|");
     for (m, n, k) in shapes {
         let runs = if m == 1 { 20 } else { 3 };

@@ -34,11 +34,13 @@ pub fn attention(
     scale: f64,
     mask: Mask,
 ) -> candle_core::Result<Tensor> {
-    let (k, v) = (rows_in_place(k)?, rows_in_place(v)?);
-    match crate::attention_fused::attention_fused(&q.contiguous()?, &k, &v, scale, mask)? {
-        Some(y) => Ok(y),
-        None => attention_reference(q, &k, &v, scale, mask),
+    // The fused path reads any layout whose head axis is contiguous (a transposed projection
+    // included), so nothing is copied before it.
+    if let Some(y) = crate::attention_fused::attention_fused(q, k, v, scale, mask)? {
+        return Ok(y);
     }
+    let (k, v) = (rows_in_place(k)?, rows_in_place(v)?);
+    attention_reference(q, &k, &v, scale, mask)
 }
 
 /// The readable, differentiable attention on candle ops; the fused path is tested against it.
@@ -108,7 +110,7 @@ pub fn attention_reference(
 ///
 /// # Shapes
 /// `x`: (b, kvh, s, d)
-fn rows_in_place(x: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn rows_in_place(x: &Tensor) -> candle_core::Result<Tensor> {
     let (_, kvh, _, d) = x.dims4()?;
     let st = x.stride();
     if st[3] == 1 && st[2] == d && st[0] == st[1] * kvh {

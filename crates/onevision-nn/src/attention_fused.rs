@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, DType, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
-use crate::attention::Mask;
+use crate::attention::{rows_in_place, Mask};
 use crate::gemm_nt::{
     self, pack_a, product, ALayout, Element, PackedB, SendPtr, StoreF32, TILE_COLS, TILE_ROWS,
 };
@@ -78,7 +78,8 @@ impl FusedElement for bf16 {
 /// differentiable one).
 ///
 /// # Shapes
-/// `q`: (b, h, t, d); `k`, `v`: (b, kvh, s, d), rows contiguous -> (b, h, t, d)
+/// `q`: (b, h, t, d); `k`, `v`: (b, kvh, s, d), any strides with `d` contiguous -> (b, h, t, d)
+/// (for many queries a transposed view of a contiguous (b, t, h, d) tensor)
 pub fn attention_fused(
     q: &Tensor,
     k: &Tensor,
@@ -102,8 +103,22 @@ pub fn attention_fused(
     match q.dtype() {
         DType::F32 if t >= MIN_QUERIES => run::<f32>(q, k, v, scale, mask).map(Some),
         DType::BF16 if t >= MIN_QUERIES => run::<bf16>(q, k, v, scale, mask).map(Some),
-        DType::F32 => run_few::<f32>(q, k, v, scale, mask).map(Some),
-        DType::BF16 => run_few::<bf16>(q, k, v, scale, mask).map(Some),
+        DType::F32 => run_few::<f32>(
+            q,
+            &rows_in_place(k)?,
+            &rows_in_place(v)?,
+            scale,
+            mask,
+        )
+        .map(Some),
+        DType::BF16 => run_few::<bf16>(
+            q,
+            &rows_in_place(k)?,
+            &rows_in_place(v)?,
+            scale,
+            mask,
+        )
+        .map(Some),
         _ => Ok(None),
     }
 }
@@ -219,8 +234,9 @@ fn run<T: FusedElement>(
                         };
                         product(probs, qb, s_blk, values, 0, d, &mut scr.out, ldo);
                         for i in 0..qb {
-                            let at = ((bi * h + hq) * t + q0 + i) * d;
-                            // SAFETY: each task owns rows q0..q0+qb of head (bi, hq) of `out`.
+                            let at = ((bi * t + q0 + i) * h + hq) * d;
+                            // SAFETY: each task owns rows q0..q0+qb of head (bi, hq) of `out`, laid out
+                            // (b, t, h, d).
                             let dst =
                                 unsafe { std::slice::from_raw_parts_mut(outp.get().add(at), d) };
                             T::store(&scr.out[i * ldo..i * ldo + d], dst);
@@ -230,7 +246,8 @@ fn run<T: FusedElement>(
             })
         })
     })?;
-    Tensor::from_vec(out, (b, h, t, d), q.device())
+    // Written as (b, t, h, d): the caller's transpose back to (b, t, h·d) is then free.
+    Tensor::from_vec(out, (b, t, h, d), q.device())?.transpose(1, 2)
 }
 
 /// Attention for a few queries (decoding): per key/value head, the `h / kvh · t` query rows'
@@ -256,20 +273,19 @@ fn run_few<T: FusedElement>(
     with_view::<T, _>(q, |qv| {
         with_view::<T, _>(k, |kv| {
             with_view::<T, _>(v, |vv| {
-                if kv.stride[2] != d
-                    || vv.stride[2] != d
-                    || qv.stride[2] != d
-                    || qv.stride[1] != t * d
-                {
-                    candle_core::bail!("fused attention: rows of q, k or v are not contiguous");
+                if kv.stride[2] != d || vv.stride[2] != d {
+                    candle_core::bail!("fused attention: key or value rows are not contiguous");
                 }
                 out.par_chunks_mut(rows * d)
                     .enumerate()
                     .for_each(|(bg, dst)| {
                         let (bi, g) = (bg / kvh, bg % kvh);
-                        // The rep heads of group g are adjacent in q: rows*d contiguous elements.
-                        let a0 = qv.row(bi, g * rep, 0);
-                        let a = &qv.data[a0..a0 + rows * d];
+                        // The group's query rows (heads g·rep.., then positions), gathered.
+                        let mut a = Vec::with_capacity(rows * d);
+                        for r in 0..rows {
+                            let at = qv.row(bi, g * rep + r / t, r % t);
+                            a.extend_from_slice(&qv.data[at..at + d]);
+                        }
                         let k0 = kv.row(bi, g, 0);
                         let keys = &kv.data[k0..k0 + s * d];
                         let v0 = vv.row(bi, g, 0);
@@ -277,7 +293,7 @@ fn run_few<T: FusedElement>(
                         let mut scores = vec![0f32; rows * s];
                         let mut acc = vec![0f32; d];
                         // SAFETY: `attention_fused` checked the CPU; sizes are as sliced above.
-                        unsafe { T::dots(rows, s, d, a, keys, &mut scores, s) };
+                        unsafe { T::dots(rows, s, d, &a, keys, &mut scores, s) };
                         for r in 0..rows {
                             let vis = visible(r % t);
                             let p = &mut scores[r * s..r * s + vis];
@@ -449,7 +465,8 @@ mod tests {
         ] {
             let (b, h, kvh, d) = (2, 6, 2, 40);
             let s = offset + t;
-            let q = Tensor::randn(0f32, 1.0, (b, h, t, d), &dev).unwrap();
+            // Queries as a transposed projection hands them over: (b, t, h, d) viewed as (b, h, t, d).
+            let q = Tensor::randn(0f32, 1.0, (b, t, h, d), &dev).unwrap().transpose(1, 2).unwrap();
             // Keys and values inside a larger buffer, as a KV cache hands them out.
             let kbuf = Tensor::randn(0f32, 1.0, (b, kvh, s + 11, d), &dev).unwrap();
             let vbuf = Tensor::randn(0f32, 1.0, (b, kvh, s + 11, d), &dev).unwrap();

@@ -168,7 +168,7 @@ impl Qwen2 {
             .map(|i| DecoderLayer::new(cfg, &w.pp("layers").pp(i)))
             .collect::<Result<_>>()?;
         let lm_head = if tie_word_embeddings {
-            Linear::from_tensors(embed_tokens.clone(), None)
+            Linear::from_tensors(embed_tokens.clone(), None)?
         } else {
             Linear::new(cfg.hidden_size, cfg.vocab_size, false, head)?
         };

@@ -27,7 +27,7 @@ impl Embeddings {
         let bias = w.get(d, "patch_embedding.bias")?;
         let position = w.get((cfg.tokens_per_tile(), d), "position_embedding.weight")?;
         Ok(Self {
-            patch: Linear::from_tensors(conv.reshape((d, c * p * p))?, Some(bias)),
+            patch: Linear::from_tensors(conv.reshape((d, c * p * p))?, Some(bias))?,
             position,
             channels: c,
             patch_size: p,

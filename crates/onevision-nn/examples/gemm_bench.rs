@@ -1,5 +1,6 @@
 //! Throughput of the `gemm_nt` kernels against candle's matmul on the model's linear shapes.
-//! `cargo run --release -p onevision-nn --example gemm_bench`
+//! `cargo run --release -p onevision-nn --example gemm_bench [decode]` (`decode`: only the
+//! one-row sweep of a decode step)
 
 use std::time::Instant;
 
@@ -26,6 +27,9 @@ fn time(runs: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> candle_core::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("decode") {
+        return decode_sweep();
+    }
     let shapes = [
         (3713, 896, 896),
         (3713, 4864, 896),
@@ -81,6 +85,72 @@ fn main() -> candle_core::Result<()> {
                 tc / tf
             );
         }
+    }
+    decode_sweep()
+}
+
+/// One decode step's products for the Qwen2-0.5B shapes: 24 layers of q, k, v, o, gate, up,
+/// down with distinct weights (1.4 GB in f32, past every cache), one row each, as decoding
+/// reads them; weight GB/s and the token rate these products alone allow.
+fn decode_sweep() -> candle_core::Result<()> {
+    let (d, kv, inter) = (896, 128, 4864);
+    let layer = [
+        (d, d),
+        (kv, d),
+        (kv, d),
+        (d, d),
+        (inter, d),
+        (inter, d),
+        (d, inter),
+    ];
+    println!();
+    println!("| decode sweep (24 layers, m = 1) | weight GB/s | tokens/s bound |");
+    println!("|---|---:|---:|");
+    for dt in [DType::F32, DType::BF16] {
+        let mut weights = Vec::new();
+        for _ in 0..24 {
+            for &(n, k) in &layer {
+                let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?.to_dtype(dt)?;
+                weights.push((n, k, w));
+            }
+        }
+        let bytes: usize = weights
+            .iter()
+            .map(|(n, k, _)| n * k * dt.size_in_bytes())
+            .sum();
+        let t = match dt {
+            DType::F32 => {
+                let ws: Vec<(usize, usize, Vec<f32>)> = weights
+                    .iter()
+                    .map(|(n, k, w)| (*n, *k, w.flatten_all().unwrap().to_vec1().unwrap()))
+                    .collect();
+                let x = vec![0.5f32; inter];
+                let mut c = vec![0f32; inter];
+                time(5, || {
+                    for (n, k, w) in &ws {
+                        assert!(gemm_nt(1, *n, *k, &x[..*k], w, &mut c[..*n]));
+                    }
+                })
+            }
+            _ => {
+                let ws: Vec<(usize, usize, Vec<bf16>)> = weights
+                    .iter()
+                    .map(|(n, k, w)| (*n, *k, w.flatten_all().unwrap().to_vec1().unwrap()))
+                    .collect();
+                let x = vec![bf16::from_f32(0.5); inter];
+                let mut c = vec![bf16::ZERO; inter];
+                time(5, || {
+                    for (n, k, w) in &ws {
+                        assert!(gemm_nt(1, *n, *k, &x[..*k], w, &mut c[..*n]));
+                    }
+                })
+            }
+        };
+        println!(
+            "| {dt:?} | {:.1} | {:.1} |",
+            bytes as f64 / t / 1e9,
+            1.0 / t
+        );
     }
     Ok(())
 }

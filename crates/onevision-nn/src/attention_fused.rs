@@ -103,22 +103,12 @@ pub fn attention_fused(
     match q.dtype() {
         DType::F32 if t >= MIN_QUERIES => run::<f32>(q, k, v, scale, mask).map(Some),
         DType::BF16 if t >= MIN_QUERIES => run::<bf16>(q, k, v, scale, mask).map(Some),
-        DType::F32 => run_few::<f32>(
-            q,
-            &rows_in_place(k)?,
-            &rows_in_place(v)?,
-            scale,
-            mask,
-        )
-        .map(Some),
-        DType::BF16 => run_few::<bf16>(
-            q,
-            &rows_in_place(k)?,
-            &rows_in_place(v)?,
-            scale,
-            mask,
-        )
-        .map(Some),
+        DType::F32 => {
+            run_few::<f32>(q, &rows_in_place(k)?, &rows_in_place(v)?, scale, mask).map(Some)
+        }
+        DType::BF16 => {
+            run_few::<bf16>(q, &rows_in_place(k)?, &rows_in_place(v)?, scale, mask).map(Some)
+        }
         _ => Ok(None),
     }
 }
@@ -466,7 +456,10 @@ mod tests {
             let (b, h, kvh, d) = (2, 6, 2, 40);
             let s = offset + t;
             // Queries as a transposed projection hands them over: (b, t, h, d) viewed as (b, h, t, d).
-            let q = Tensor::randn(0f32, 1.0, (b, t, h, d), &dev).unwrap().transpose(1, 2).unwrap();
+            let q = Tensor::randn(0f32, 1.0, (b, t, h, d), &dev)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap();
             // Keys and values inside a larger buffer, as a KV cache hands them out.
             let kbuf = Tensor::randn(0f32, 1.0, (b, kvh, s + 11, d), &dev).unwrap();
             let vbuf = Tensor::randn(0f32, 1.0, (b, kvh, s + 11, d), &dev).unwrap();

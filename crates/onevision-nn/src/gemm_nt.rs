@@ -218,7 +218,25 @@ pub fn gemm_nt<T: Element + StoreF32>(
     b: &[T],
     c: &mut [T],
 ) -> bool {
+    gemm_nt_bias(m, n, k, a, b, None, c)
+}
+
+/// [`gemm_nt`] plus a bias per column, added to the f32 accumulators before the one rounding
+/// (what a fused linear layer does).
+///
+/// # Shapes
+/// `a`: (m, k), `b`: (n, k), `bias`: (n), `c`: (m, n)
+pub fn gemm_nt_bias<T: Element + StoreF32>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    bias: Option<&[f32]>,
+    c: &mut [T],
+) -> bool {
     assert_eq!(a.len(), m * k, "a is not (m, k)");
+    assert!(bias.is_none_or(|b| b.len() == n), "bias is not (n)");
     assert_eq!(b.len(), n * k, "b is not (n, k)");
     assert_eq!(c.len(), m * n, "c is not (m, n)");
     if !T::available() {
@@ -228,7 +246,7 @@ pub fn gemm_nt<T: Element + StoreF32>(
         return true;
     }
     if m < MIN_ROWS_PACKED {
-        dots_parallel(m, n, k, a, b, c);
+        dots_parallel(m, n, k, a, b, bias, c);
         return true;
     }
     let bp = PackedB::new(n, k, true, |j, kk| b[j * k + kk]);
@@ -251,7 +269,9 @@ pub fn gemm_nt<T: Element + StoreF32>(
             for i in 0..mc {
                 let row =
                     unsafe { std::slice::from_raw_parts_mut(cp.get().add((i0 + i) * n + j0), nc) };
-                T::store(&acc[i * NC..i * NC + nc], row);
+                let sums = &mut acc[i * NC..i * NC + nc];
+                add_bias(sums, bias.map(|b| &b[j0..j0 + nc]));
+                T::store(sums, row);
             }
         }
     });
@@ -428,10 +448,15 @@ fn dots_parallel<T: Element + StoreF32>(
     k: usize,
     a: &[T],
     b: &[T],
+    bias: Option<&[f32]>,
     c: &mut [T],
 ) {
-    // Column chunks of a few hundred rows of b (a few hundred KiB) per task.
-    let chunk = 256.min(n.div_ceil(2)).max(1);
+    // Column chunks of about 256 rows of b (a few hundred KiB) per task, in a number of equal
+    // chunks that divides evenly among the threads (these products are memory bound: a thread
+    // left with one extra chunk is the whole product's tail).
+    let threads = rayon::current_num_threads().max(1);
+    let tasks = n.div_ceil(256).next_multiple_of(threads);
+    let chunk = n.div_ceil(tasks).max(1);
     let chunks = n.div_ceil(chunk);
     let cp = SendPtr(c.as_mut_ptr());
     (0..chunks).into_par_iter().for_each(|ci| {
@@ -441,9 +466,17 @@ fn dots_parallel<T: Element + StoreF32>(
         unsafe { T::dots(m, cols, k, a, &b[j0 * k..(j0 + cols) * k], &mut out, cols) };
         for i in 0..m {
             let row = unsafe { std::slice::from_raw_parts_mut(cp.get().add(i * n + j0), cols) };
-            T::store(&out[i * cols..(i + 1) * cols], row);
+            let sums = &mut out[i * cols..(i + 1) * cols];
+            add_bias(sums, bias.map(|b| &b[j0..j0 + cols]));
+            T::store(sums, row);
         }
     });
+}
+
+fn add_bias(sums: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        sums.iter_mut().zip(b).for_each(|(s, b)| *s += b);
+    }
 }
 
 /// Packs rows `0..mc` (`row(i)`, at least `k` long, converted by `conv`) as the `A` operand

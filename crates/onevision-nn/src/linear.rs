@@ -2,9 +2,11 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
+use std::sync::Arc;
+
 use half::bf16;
 
-use crate::gemm_nt::{self, gemm_nt};
+use crate::gemm_nt::{self, gemm_nt_bias};
 use crate::{Result, Weights};
 
 /// `y = x·Wᵀ + b`.
@@ -12,6 +14,8 @@ use crate::{Result, Weights};
 pub struct Linear {
     weight: Tensor, // (out, in)
     bias: Option<Tensor>,
+    /// The bias in f32, for the fused product (added before the output's one rounding).
+    bias32: Option<Arc<Vec<f32>>>,
 }
 
 impl Linear {
@@ -23,11 +27,19 @@ impl Linear {
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        Ok(Self::from_tensors(weight, bias)?)
     }
 
-    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let bias32 = match &bias {
+            Some(b) => Some(Arc::new(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)),
+            None => None,
+        };
+        Ok(Self {
+            weight,
+            bias,
+            bias32,
+        })
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -36,12 +48,25 @@ impl Linear {
 }
 
 impl Module for Linear {
-    /// `x·Wᵀ` runs on [`gemm_nt`]'s AVX-512 kernels when the CPU has them (bf16 always, f32
-    /// for a few rows), else on candle's matmul; both are differentiable.
+    /// `x·Wᵀ` runs on [`gemm_nt`](crate::gemm_nt)'s AVX-512 kernels when the CPU has them
+    /// (bf16 always, f32 for a few rows), else on candle's matmul; both are differentiable.
+    /// Without gradient tracking the bias is added inside the fast product.
     ///
     /// # Shapes
     /// `x`: (..., in) -> (..., out)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let tracking = x.track_op()
+            || self.weight.track_op()
+            || self.bias.as_ref().is_some_and(|b| b.track_op());
+        if self.bias32.is_some() && !tracking && fast_applies(x, &self.weight)? {
+            return apply_nt(
+                x,
+                &self.weight,
+                MatmulNt {
+                    bias: self.bias32.clone(),
+                },
+            );
+        }
         let y = matmul_nt(x, &self.weight)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
@@ -55,30 +80,49 @@ impl Module for Linear {
 /// # Shapes
 /// `x`: (..., k), `w`: (n, k) -> (..., n)
 pub fn matmul_nt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    let dims = x.dims();
-    let (k, n) = (dims[dims.len() - 1], w.dim(0)?);
+    if !fast_applies(x, w)? {
+        return x.broadcast_matmul(&w.t()?);
+    }
+    apply_nt(x, w, MatmulNt { bias: None })
+}
+
+/// Whether `x·wᵀ` goes to our kernels. f32: candle's gemm is as fast as ours on many rows
+/// (measured by the gemm_bench example: 0.86-1.0x); ours wins on the few-row products of
+/// decoding (1.0-1.9x).
+fn fast_applies(x: &Tensor, w: &Tensor) -> candle_core::Result<bool> {
+    let k = x.dim(candle_core::D::Minus1)?;
     let rows = x.elem_count() / k.max(1);
-    // f32: candle's gemm is as fast as ours on many rows (measured by the gemm_bench
-    // example: 0.86-1.0x); ours wins on the few-row products of decoding (1.0-1.9x).
-    let fast = x.device().is_cpu()
+    Ok(x.device().is_cpu()
         && x.dtype() == w.dtype()
         && match x.dtype() {
             DType::F32 => gemm_nt::has_f32() && rows < gemm_nt::MIN_ROWS_PACKED,
             DType::BF16 => gemm_nt::has_bf16(),
             _ => false,
-        };
-    if !fast {
-        return x.broadcast_matmul(&w.t()?);
-    }
+        })
+}
+
+/// # Shapes
+/// `x`: (..., k), `w`: (n, k) -> (..., n)
+fn apply_nt(x: &Tensor, w: &Tensor, op: MatmulNt) -> candle_core::Result<Tensor> {
+    let dims = x.dims();
+    let (k, n) = (dims[dims.len() - 1], w.dim(0)?);
     let x2 = x.reshape(((), k))?.contiguous()?;
-    let y = x2.apply_op2(&w.contiguous()?, MatmulNt)?;
+    let y = match op.bias {
+        // The bias is not a graph input: only for tensors outside any gradient (checked by
+        // the caller).
+        Some(_) => x2.apply_op2_no_bwd(&w.contiguous()?, &op)?,
+        None => x2.apply_op2(&w.contiguous()?, op)?,
+    };
     let mut out = dims.to_vec();
     *out.last_mut().expect("x has a last axis") = n;
     y.reshape(out)
 }
 
-/// The custom op behind [`matmul_nt`]: (m, k) x (n, k) -> (m, n), contiguous operands.
-struct MatmulNt;
+/// The custom op behind [`matmul_nt`]: (m, k) x (n, k) (+ bias) -> (m, n), contiguous
+/// operands.
+struct MatmulNt {
+    bias: Option<Arc<Vec<f32>>>,
+}
 
 impl CustomOp2 for MatmulNt {
     fn name(&self) -> &'static str {
@@ -102,17 +146,34 @@ impl CustomOp2 for MatmulNt {
             );
         }
         let (o1, o2) = (l1.start_offset(), l2.start_offset());
+        let bias = self.bias.as_deref().map(|b| b.as_slice());
         let storage = match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
                 let mut c = vec![0f32; m * n];
-                if !gemm_nt(m, n, k, &a[o1..o1 + m * k], &b[o2..o2 + n * k], &mut c) {
+                if !gemm_nt_bias(
+                    m,
+                    n,
+                    k,
+                    &a[o1..o1 + m * k],
+                    &b[o2..o2 + n * k],
+                    bias,
+                    &mut c,
+                ) {
                     candle_core::bail!("matmul-nt: this CPU has no AVX-512");
                 }
                 CpuStorage::F32(c)
             }
             (CpuStorage::BF16(a), CpuStorage::BF16(b)) => {
                 let mut c = vec![bf16::ZERO; m * n];
-                if !gemm_nt(m, n, k, &a[o1..o1 + m * k], &b[o2..o2 + n * k], &mut c) {
+                if !gemm_nt_bias(
+                    m,
+                    n,
+                    k,
+                    &a[o1..o1 + m * k],
+                    &b[o2..o2 + n * k],
+                    bias,
+                    &mut c,
+                ) {
                     candle_core::bail!("matmul-nt: this CPU has no AVX512-BF16");
                 }
                 CpuStorage::BF16(c)
@@ -220,5 +281,39 @@ mod tests {
             diff.to_scalar::<f32>().unwrap() <= scale / 128.0,
             "{diff} vs scale {scale}"
         );
+    }
+
+    /// With a bias, the fused product (f32 few rows, bf16 many rows) equals matmul + bias.
+    #[test]
+    fn bias_inside_the_product_matches_reference() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (45, 70), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 45, &dev).unwrap();
+        for (dt, rows, tol) in [(DType::F32, 3, 1e-4f32), (DType::BF16, 50, 1.0 / 64.0)] {
+            let x = Tensor::randn(0f32, 1.0, (2, rows, 70), &dev)
+                .unwrap()
+                .to_dtype(dt)
+                .unwrap();
+            let (w, b) = (w.to_dtype(dt).unwrap(), b.to_dtype(dt).unwrap());
+            let layer = Linear::from_tensors(w.clone(), Some(b.clone())).unwrap();
+            let got = layer.forward(&x).unwrap().to_dtype(DType::F32).unwrap();
+            let want = x
+                .broadcast_matmul(&w.t().unwrap())
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let scale = want
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
+            let diff = diff.to_scalar::<f32>().unwrap();
+            assert!(diff <= tol * scale, "{dt:?}: {diff} vs scale {scale}");
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! Rotary position embedding, "rotate half" (non-interleaved) form, as in transformers' Qwen2.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor, D};
+use half::bf16;
+use rayon::prelude::*;
 
 /// The default RoPE: `inv_freq[i] = 1 / θ^(2i/d)`, angles `pos·inv_freq` in f32, cos/sin in f32
 /// then cast to the compute dtype (transformers `Qwen2RotaryEmbedding`, rope type "default").
@@ -46,14 +49,205 @@ impl RotaryEmbedding {
     }
 }
 
-/// `x·cos + rotate_half(x)·sin`, with `rotate_half(x) = cat(-x[d/2:], x[:d/2])`.
+/// `x·cos + rotate_half(x)·sin`, with `rotate_half(x) = cat(-x[d/2:], x[:d/2])`: one pass
+/// over `x` for inference (CPU, f32/bf16, no gradient tracking), else
+/// [`apply_rotary_reference`].
 ///
 /// # Shapes
 /// `x`: (b, h, t, d); `cos`, `sin`: (t, d) -> (b, h, t, d)
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    let applies = x.device().is_cpu()
+        && !(x.track_op() || cos.track_op() || sin.track_op())
+        && matches!(x.dtype(), DType::F32 | DType::BF16)
+        && x.dtype() == cos.dtype()
+        && x.dtype() == sin.dtype();
+    if applies {
+        return x
+            .contiguous()?
+            .apply_op3_no_bwd(&cos.contiguous()?, &sin.contiguous()?, &RopeOp);
+    }
+    apply_rotary_reference(x, cos, sin)
+}
+
+/// The candle-ops rotary embedding (differentiable).
+///
+/// # Shapes
+/// `x`: (b, h, t, d); `cos`, `sin`: (t, d) -> (b, h, t, d)
+pub fn apply_rotary_reference(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+) -> candle_core::Result<Tensor> {
     let d = x.dim(D::Minus1)?;
     let x1 = x.narrow(D::Minus1, 0, d / 2)?;
     let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
     let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
     x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+}
+
+/// The one-pass rotary embedding. Each product and the sum are rounded to the compute dtype,
+/// as the reference's three tensor ops do.
+struct RopeOp;
+
+/// Element types the rotary pass runs in: f32 arithmetic, rounded to `Self` after each op.
+trait RopeElement: Copy + Send + Sync + 'static {
+    fn to_f32(self) -> f32;
+    fn round(x: f32) -> Self;
+    fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    fn storage(v: Vec<Self>) -> CpuStorage;
+}
+
+impl RopeElement for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn round(x: f32) -> Self {
+        x
+    }
+    fn slice(s: &CpuStorage) -> Option<&[f32]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn storage(v: Vec<f32>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+}
+
+impl RopeElement for bf16 {
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    fn round(x: f32) -> Self {
+        bf16::from_f32(x)
+    }
+    fn slice(s: &CpuStorage) -> Option<&[bf16]> {
+        match s {
+            CpuStorage::BF16(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn storage(v: Vec<bf16>) -> CpuStorage {
+        CpuStorage::BF16(v)
+    }
+}
+
+fn rope_rows<T: RopeElement>(x: &[T], cos: &[T], sin: &[T], t: usize, d: usize) -> Vec<T> {
+    let half = d / 2;
+    let mut out = vec![T::round(0.0); x.len()];
+    out.par_chunks_mut(d).enumerate().for_each(|(row, o)| {
+        let pos = row % t;
+        let (c, s) = (&cos[pos * d..(pos + 1) * d], &sin[pos * d..(pos + 1) * d]);
+        let xr = &x[row * d..(row + 1) * d];
+        for j in 0..d {
+            let rot = if j < half {
+                -xr[j + half].to_f32()
+            } else {
+                xr[j - half].to_f32()
+            };
+            let a = T::round(xr[j].to_f32() * c[j].to_f32()).to_f32();
+            let b = T::round(rot * s[j].to_f32()).to_f32();
+            o[j] = T::round(a + b);
+        }
+    });
+    out
+}
+
+impl CustomOp3 for RopeOp {
+    fn name(&self) -> &'static str {
+        "rotary"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sc: &CpuStorage,
+        lc: &Layout,
+        ss: &CpuStorage,
+        ls: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (_, _, t, d) = lx.shape().dims4()?;
+        if lc.shape().dims2()? != (t, d) || ls.shape().dims2()? != (t, d) || d % 2 != 0 {
+            candle_core::bail!(
+                "rotary: x {:?} with cos {:?}, sin {:?}",
+                lx.shape(),
+                lc.shape(),
+                ls.shape()
+            );
+        }
+        let range = |l: &Layout| {
+            l.contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("rotary: operand not contiguous".into()))
+        };
+        let ((x0, x1), (c0, c1), (s0, s1)) = (range(lx)?, range(lc)?, range(ls)?);
+        fn run<T: RopeElement>(
+            sx: &CpuStorage,
+            sc: &CpuStorage,
+            ss: &CpuStorage,
+            r: [(usize, usize); 3],
+            t: usize,
+            d: usize,
+        ) -> candle_core::Result<CpuStorage> {
+            fn get<T: RopeElement>(
+                s: &CpuStorage,
+                (a, b): (usize, usize),
+            ) -> candle_core::Result<&[T]> {
+                let v = T::slice(s)
+                    .ok_or_else(|| candle_core::Error::Msg("rotary: mixed dtypes".into()))?;
+                Ok(&v[a..b])
+            }
+            let (x, c, s) = (
+                get::<T>(sx, r[0])?,
+                get::<T>(sc, r[1])?,
+                get::<T>(ss, r[2])?,
+            );
+            Ok(T::storage(rope_rows(x, c, s, t, d)))
+        }
+        let r = [(x0, x1), (c0, c1), (s0, s1)];
+        let storage = match sx {
+            CpuStorage::F32(_) => run::<f32>(sx, sc, ss, r, t, d)?,
+            CpuStorage::BF16(_) => run::<bf16>(sx, sc, ss, r, t, d)?,
+            _ => candle_core::bail!("rotary: unsupported dtype {:?}", sx.dtype()),
+        };
+        Ok((storage, lx.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass rotary embedding equals the candle ops bit for bit (same roundings), f32
+    /// and bf16.
+    #[test]
+    fn fused_rotary_equals_reference() {
+        let dev = Device::Cpu;
+        let rope = RotaryEmbedding::new(16, 10000.0);
+        for dt in [DType::F32, DType::BF16] {
+            let (cos, sin) = rope.cos_sin(5, 7, dt, &dev).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (2, 3, 7, 16), &dev)
+                .unwrap()
+                .to_dtype(dt)
+                .unwrap();
+            let got = apply_rotary(&x, &cos, &sin)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let want = apply_rotary_reference(&x, &cos, &sin)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let diff = (&got - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(diff, 0.0, "{dt:?}");
+        }
+    }
 }

@@ -357,6 +357,8 @@ def report_markdown(meta, results):
             f"- medians of {meta['runs']} runs after {meta['warmup']} warm-up, {meta['decode_tokens']} decoded tokens "
             f"(EOS ignored), one process per engine, case and dtype; {meta['date']}",
             f"- command: `{meta['command']}`",
+            *([f"- onevision decodes with {meta['quantize']} weights (`--quantize`); transformers is unquantized"]
+              if meta.get("quantize") else []),
             "- ratio: transformers time / onevision time, onevision tokens/s / transformers tokens/s "
             "(> 1: onevision faster); peak RSS: onevision / transformers (< 1: onevision smaller)", ""]
 
@@ -412,6 +414,8 @@ def main():
                     help="torch.set_num_threads for transformers (default: all usable CPUs, %(default)s)")
     ap.add_argument("--out", type=Path, help="Markdown report path (default: WORK/results.md); raw JSON goes next to it")
     ap.add_argument("--only", choices=["onevision", "transformers"], help="run one engine only (debugging)")
+    ap.add_argument("--quantize", choices=["q8_0", "q4_0"],
+                    help="onevision decodes with weight-only quantized decoder weights (transformers unchanged)")
     ap.add_argument("--tf-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -445,7 +449,7 @@ def main():
         "command": shlex.join([Path(sys.executable).as_posix(), *sys.argv]),
         "machine": machine(), "versions": vers, "onevision": ov_version, "git": git_rev(), "model": str(model),
         "runs": args.runs, "warmup": args.warmup, "decode_tokens": args.decode_tokens, "prompt": args.prompt,
-        "tf_threads": args.threads, "tf_attn": None,
+        "tf_threads": args.threads, "tf_attn": None, "quantize": args.quantize,
     }
     m = meta["machine"]
     print(f"{m['cpu']}, {m['usable_cpus']} CPUs, {m['ram_gib']} GiB; transformers {vers['transformers']}, "
@@ -462,6 +466,7 @@ def main():
                 cmd = [str(BIN), "bench", "--model", str(model), "--dtype", dtype, "--prompt", args.prompt,
                        "--decode-tokens", str(args.decode_tokens), "--runs", str(args.runs),
                        "--warmup", str(args.warmup), "--json"]
+                cmd += ["--quantize", args.quantize] if args.quantize else []
                 cmd += ["--image", str(path)] if kind == "image" else ["--video", str(path), "--frames", str(frames)]
                 r["onevision"] = run_process(cmd, "onevision")
             if args.only != "onevision":

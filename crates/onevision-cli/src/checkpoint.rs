@@ -12,7 +12,7 @@ use clap::Args;
 use onevision_engine::resolve::{resolve_model, ResolvedModel};
 use onevision_engine::Pipeline;
 use onevision_models::llava_ov::weights::RENAMES;
-use onevision_nn::{ComputeDType, WeightFiles};
+use onevision_nn::{ComputeDType, Quantization, WeightFiles};
 
 /// Help text shared by every `--model` / `MODEL` argument.
 pub const MODEL_HELP: &str = "A checkpoint directory (config.json, *.safetensors, tokenizer.json, \
@@ -35,6 +35,15 @@ pub struct ModelArgs {
     /// the memory; small numeric differences).
     #[arg(long, default_value = "f32", value_name = "f32|bf16|f16", value_parser = parse_dtype)]
     pub dtype: ComputeDType,
+    /// Weight-only quantized decoding: keep a q8_0 or q4_0 copy of the language model's weights
+    /// for generating tokens (about 4x / 7x fewer bytes per token than f32). The vision tower
+    /// and the prompt (prefill) keep --dtype; answers can differ slightly from unquantized ones.
+    #[arg(long, value_name = "q8_0|q4_0", value_parser = parse_quantization)]
+    pub quantize: Option<Quantization>,
+}
+
+pub fn parse_quantization(s: &str) -> std::result::Result<Quantization, String> {
+    s.parse::<Quantization>().map_err(|e| e.to_string())
 }
 
 pub fn parse_dtype(s: &str) -> std::result::Result<ComputeDType, String> {
@@ -45,7 +54,19 @@ impl ModelArgs {
     /// Resolves the model and loads it, with a progress line on a terminal.
     pub fn load(&self) -> Result<(ResolvedModel, Pipeline)> {
         let model = resolve(&self.model, self.revision.as_deref())?;
-        let pipeline = load_pipeline(&model, self.dtype)?;
+        let mut pipeline = load_pipeline(&model, self.dtype)?;
+        if let Some(q) = self.quantize {
+            let (_, skipped) = pipeline
+                .model
+                .quantize_decode(q)
+                .with_context(|| format!("quantizing the decoder to {q}"))?;
+            if skipped > 0 {
+                eprintln!(
+                    "note: {skipped} weight matrices have an input width that is not a multiple of \
+                     32 and stay unquantized"
+                );
+            }
+        }
         Ok((model, pipeline))
     }
 }

@@ -58,6 +58,8 @@ struct Run {
 struct Report {
     model: String,
     dtype: String,
+    /// The decode-time weight quantization (`--quantize`), if any.
+    quantize: Option<String>,
     input: String,
     prompt_tokens: usize,
     media_tokens: usize,
@@ -201,6 +203,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let report = Report {
         model: model.served_name.clone(),
         dtype: args.model.dtype.to_string(),
+        quantize: args.model.quantize.map(|q| q.to_string()),
         input,
         prompt_tokens,
         media_tokens,
@@ -225,9 +228,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} ({}), {}: {} prompt tokens ({} media, {} tiles/frames); medians of {} runs after {} warm-up",
+        "{} ({}{}), {}: {} prompt tokens ({} media, {} tiles/frames); medians of {} runs after {} warm-up",
         report.model,
         report.dtype,
+        report.quantize.as_ref().map(|q| format!(", {q} decode")).unwrap_or_default(),
         report.input,
         report.prompt_tokens,
         report.media_tokens,

@@ -5,7 +5,7 @@
 use candle_core::{Module, Tensor};
 use onevision_nn::attention::{attention, Mask};
 use onevision_nn::rope::{apply_rotary, RotaryEmbedding};
-use onevision_nn::{Activation, KvCache, Linear, RmsNorm, Weights};
+use onevision_nn::{Activation, KvCache, Linear, Quantization, RmsNorm, Weights};
 
 use crate::config::Qwen2Config;
 use crate::Result;
@@ -239,6 +239,27 @@ impl Qwen2 {
 
     /// # Shapes
     /// `hidden`: (..., d) -> (..., V)
+    /// Keeps a `q` copy of every decoder and LM-head weight for decoding (few-row products);
+    /// the prefill keeps the weights as loaded. Returns how many matrices were quantized and
+    /// how many could not be (input width not a multiple of 32; never in released Qwen2 sizes).
+    pub fn quantize_decode(&mut self, q: Quantization) -> Result<(usize, usize)> {
+        let mut all: Vec<&mut Linear> = Vec::new();
+        for l in &mut self.layers {
+            all.extend([&mut l.attn.q, &mut l.attn.k, &mut l.attn.v, &mut l.attn.o]);
+            all.extend([&mut l.mlp.gate, &mut l.mlp.up, &mut l.mlp.down]);
+        }
+        all.push(&mut self.lm_head);
+        let (mut done, mut skipped) = (0, 0);
+        for lin in all {
+            if lin.quantize_for_decode(q)? {
+                done += 1;
+            } else {
+                skipped += 1;
+            }
+        }
+        Ok((done, skipped))
+    }
+
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(self.lm_head.forward(hidden)?)
     }

@@ -16,7 +16,7 @@ use onevision_models::llava_ov::ImageLayout;
 use onevision_models::{
     AspectRatio, Error, LlavaOnevision, LlavaOnevisionConfig, Media, MultimodalInput,
 };
-use onevision_nn::ComputeDType;
+use onevision_nn::{ComputeDType, Quantization};
 
 /// Cached decoding reorders no arithmetic per row, but the matmul shapes differ (1 row vs t
 /// rows), so gemm may block differently: allow f32 rounding noise.
@@ -80,6 +80,101 @@ fn prefill_equals_token_by_token_decode() {
             let d = max_abs(&full, &stepped);
             println!("{name} {case_name}: prefill vs {tail} cached steps, max |Δ| {d:.2e}");
             assert!(d <= CACHE_TOL, "{name} {case_name}: {d}");
+        }
+    }
+}
+
+/// f32 logits rank two tokens reliably under weight quantization only when they are further
+/// apart than its noise: positions whose f32 top-1/top-2 gap is below these margins are
+/// counted, not asserted.
+const TOP1_MARGIN_Q8_0: f32 = 0.05;
+const TOP1_MARGIN_Q4_0: f32 = 0.5;
+
+/// Weight-only quantized decoding (`--quantize`): teacher-forced over the last tokens of every
+/// fixture case (the prefill is unquantized, so the steps are what differs), the quantized
+/// model's top-1 equals f32's wherever f32 is not near a tie; the quantized path is really
+/// taken (logits differ from f32).
+#[test]
+fn quantized_decode_agrees_with_f32_on_top1() {
+    let m = manifest();
+    for name in ["tied", "gqa"] {
+        let reference = load(name);
+        for (q, margin) in [
+            (Quantization::Q8_0, TOP1_MARGIN_Q8_0),
+            (Quantization::Q4_0, TOP1_MARGIN_Q4_0),
+        ] {
+            let mut quantized = load(name);
+            let (done, skipped) = quantized.quantize_decode(q).unwrap();
+            let (mut agree, mut total, mut max_d) = (0, 0, 0f32);
+            for case in &m.models[name].cases {
+                let t = case_tensors(name, &case.name);
+                let full = input(case, &t).unwrap();
+                let n = full.input_ids.len();
+                // Steps after the last media placeholder (a prefix must keep them whole).
+                let cfg = reference.config();
+                let last_media = full
+                    .input_ids
+                    .iter()
+                    .rposition(|&id| id == cfg.image_token_id || id == cfg.video_token_id)
+                    .map_or(0, |p| p + 1);
+                let tail = 12.min(n - last_media.max(1));
+                if tail == 0 {
+                    continue;
+                }
+                let mut prefix = full.clone();
+                prefix.input_ids.truncate(n - tail);
+                let (mut cr, mut cq) = (reference.new_cache(), quantized.new_cache());
+                reference.forward(&prefix, &mut cr).unwrap();
+                quantized.forward(&prefix, &mut cq).unwrap();
+                for &id in &full.input_ids[n - tail..] {
+                    let lr = all_logits(
+                        &reference,
+                        &reference.forward_tokens(&[id], &mut cr).unwrap(),
+                    )
+                    .unwrap();
+                    let lq = all_logits(
+                        &quantized,
+                        &quantized.forward_tokens(&[id], &mut cq).unwrap(),
+                    )
+                    .unwrap();
+                    max_d = max_d.max(max_abs(&lr, &lq));
+                    let (r, qv): (Vec<f32>, Vec<f32>) = (
+                        lr.flatten_all().unwrap().to_vec1().unwrap(),
+                        lq.flatten_all().unwrap().to_vec1().unwrap(),
+                    );
+                    let mut idx: Vec<usize> = (0..r.len()).collect();
+                    idx.sort_by(|&a, &b| r[b].total_cmp(&r[a]));
+                    let gap = r[idx[0]] - r[idx[1]];
+                    let top_q = (0..qv.len())
+                        .max_by(|&a, &b| qv[a].total_cmp(&qv[b]))
+                        .unwrap();
+                    total += 1;
+                    agree += (top_q == idx[0]) as usize;
+                    if gap >= margin {
+                        assert_eq!(
+                            top_q, idx[0],
+                            "{name} {q} {}: top-1 {top_q}, f32 {} (gap {gap})",
+                            case.name, idx[0]
+                        );
+                    }
+                }
+            }
+            println!(
+                "{name} {q}: {done} matrices quantized, {skipped} kept (width not a multiple of 32); \
+                 top-1 agrees with f32 at {agree}/{total} decode steps; max |Δ logits| {max_d:.3}"
+            );
+            if done > 0 {
+                assert!(
+                    max_d > 0.0,
+                    "{name} {q}: the quantized weights were not used"
+                );
+            } else {
+                // Nothing quantizable (the gqa model's width is 48): decoding is unchanged.
+                assert_eq!(
+                    max_d, 0.0,
+                    "{name} {q}: nothing was quantized, yet logits changed"
+                );
+            }
         }
     }
 }

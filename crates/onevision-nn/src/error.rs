@@ -46,6 +46,9 @@ pub enum Error {
 
     #[error("unknown dtype `{0}`; expected one of: f32, bf16, f16")]
     UnknownDType(String),
+
+    #[error("unknown quantization `{0}`; expected one of: q8_0, q4_0")]
+    UnknownQuantization(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use half::bf16;
 
+use candle_core::quantized::{QMatMul, QTensor};
+
 use crate::gemm_nt::{self, gemm_nt_bias};
-use crate::{Result, Weights};
+use crate::{Quantization, Result, Weights};
 
 /// `y = x·Wᵀ + b`.
 #[derive(Debug, Clone)]
@@ -16,6 +18,8 @@ pub struct Linear {
     bias: Option<Tensor>,
     /// The bias in f32, for the fused product (added before the output's one rounding).
     bias32: Option<Arc<Vec<f32>>>,
+    /// A quantized copy of the weight for few-row products (decoding), if asked for.
+    decode_weight: Option<Arc<QMatMul>>,
 }
 
 impl Linear {
@@ -39,7 +43,24 @@ impl Linear {
             weight,
             bias,
             bias32,
+            decode_weight: None,
         })
+    }
+
+    /// Keeps a copy of the weight in `q` for products of fewer than
+    /// [`MIN_ROWS_PACKED`](gemm_nt::MIN_ROWS_PACKED) rows (decoding), outside gradient
+    /// tracking. The weight itself stays for everything else. A weight whose input width is not
+    /// a multiple of the format's block (32) cannot be quantized and stays as it is: returns
+    /// whether it was quantized.
+    pub fn quantize_for_decode(&mut self, q: Quantization) -> candle_core::Result<bool> {
+        let block = q.ggml().block_size();
+        if self.weight.dim(1)? % block != 0 {
+            return Ok(false);
+        }
+        let w = self.weight.to_dtype(DType::F32)?;
+        let qt = QTensor::quantize(&w, q.ggml())?;
+        self.decode_weight = Some(Arc::new(QMatMul::from_qtensor(qt)?));
+        Ok(true)
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -58,6 +79,17 @@ impl Module for Linear {
         let tracking = x.track_op()
             || self.weight.track_op()
             || self.bias.as_ref().is_some_and(|b| b.track_op());
+        if let Some(qw) = &self.decode_weight {
+            let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
+            if !tracking && rows < gemm_nt::MIN_ROWS_PACKED {
+                let y = qw.forward(&x.to_dtype(DType::F32)?)?;
+                let y = match &self.bias {
+                    Some(b) => y.broadcast_add(&b.to_dtype(DType::F32)?)?,
+                    None => y,
+                };
+                return y.to_dtype(x.dtype());
+            }
+        }
         if self.bias32.is_some() && !tracking && fast_applies(x, &self.weight)? {
             return apply_nt(
                 x,

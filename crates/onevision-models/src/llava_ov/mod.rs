@@ -120,6 +120,13 @@ impl LlavaOnevision {
         self.dtype
     }
 
+    /// Weight-only quantized decoding: see [`Qwen2::quantize_decode`] (returns quantized and
+    /// skipped matrix counts). The vision tower, the projector and the prefill keep the loaded
+    /// dtype.
+    pub fn quantize_decode(&mut self, q: onevision_nn::Quantization) -> Result<(usize, usize)> {
+        self.lm.quantize_decode(q)
+    }
+
     pub fn new_cache(&self) -> KvCache {
         self.lm.new_cache()
     }

@@ -167,6 +167,46 @@ fn streaming_output_is_the_json_text() {
     assert_eq!(text.trim_end_matches('\n'), json["text"].as_str().unwrap());
 }
 
+/// `--quantize q8_0` runs end to end (the first token comes from the unquantized prefill, so it
+/// equals the plain run's); an unknown format is refused with the accepted ones named.
+#[test]
+fn quantized_decoding_runs_and_bad_formats_are_refused() {
+    let ckpt = checkpoint("tied");
+    let ckpt = ckpt.display().to_string();
+    let base = [
+        "generate",
+        "--model",
+        &ckpt,
+        "--prompt",
+        "Hello there",
+        "--max-new-tokens",
+        "8",
+        "--ignore-eos",
+        "--json",
+    ];
+    let plain = last_json_line(&onevision(&base));
+    let mut args = base.to_vec();
+    args.extend(["--quantize", "q8_0"]);
+    let quantized = last_json_line(&onevision(&args));
+    let ids = |v: &Value| -> Vec<u64> {
+        v["token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&quantized).len(), 8);
+    assert_eq!(ids(&quantized)[0], ids(&plain)[0]);
+    let mut bad = base.to_vec();
+    bad.extend(["--quantize", "q3_k"]);
+    let out = onevision(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("q3_k") && err.contains("q8_0, q4_0"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// Each hostile input fails cleanly: non-zero exit, an `error:` line that names the problem,
 /// and no panic.
 #[test]

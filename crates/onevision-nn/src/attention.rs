@@ -16,6 +16,16 @@ pub enum Mask {
     Causal { offset: usize },
 }
 
+impl Mask {
+    /// How many of the `s` keys the query at `pos` (counted from the first new query) sees.
+    pub fn visible_keys(self, pos: usize, s: usize) -> usize {
+        match self {
+            Mask::None => s,
+            Mask::Causal { offset } => (offset + pos + 1).min(s),
+        }
+    }
+}
+
 /// `softmax(q·kᵀ·scale + mask)·v`, the scores made in the compute dtype, the softmax in f32 and
 /// cast back (transformers `eager_attention_forward`). Grouped-query attention: the `h / kvh`
 /// query heads that share a key/value head are stacked as extra query rows against it, which is
@@ -71,10 +81,7 @@ pub fn attention_reference(
         // Under a causal mask, keys after the chunk's last query are invisible to all of its
         // rows: leaving them out only drops exp(-inf) = 0 terms, so every value is unchanged
         // and a long prompt's attention does about half the work.
-        let s = match mask {
-            Mask::None => s,
-            Mask::Causal { offset } => (offset + start + n).min(s),
-        };
+        let s = mask.visible_keys(start + n - 1, s);
         let (kc, vc) = (k.narrow(2, 0, s)?, v.narrow(2, 0, s)?);
         let scores = (qc.matmul(&kc.t()?)? * scale)?; // (b, kvh, rep·n, s)
         let scores = scores.to_dtype(DType::F32)?;

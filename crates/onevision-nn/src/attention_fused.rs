@@ -162,10 +162,7 @@ fn run<T: FusedElement>(
     let (b, h, t, d) = q.dims4()?;
     let (_, kvh, s, _) = k.dims4()?;
     let rep = h / kvh;
-    let visible = |pos: usize| match mask {
-        Mask::None => s,
-        Mask::Causal { offset } => (offset + pos + 1).min(s),
-    };
+    let visible = |pos: usize| mask.visible_keys(pos, s);
     let s_max = visible(t - 1);
     let scale = scale as f32;
     let mut out = vec![<T as Element>::zero(); b * h * t * d];
@@ -253,10 +250,7 @@ fn run_few<T: FusedElement>(
     let (b, h, t, d) = q.dims4()?;
     let (_, kvh, s, _) = k.dims4()?;
     let rep = h / kvh;
-    let visible = |pos: usize| match mask {
-        Mask::None => s,
-        Mask::Causal { offset } => (offset + pos + 1).min(s),
-    };
+    let visible = |pos: usize| mask.visible_keys(pos, s);
     let scale = scale as f32;
     let rows = rep * t;
     let mut out = vec![<T as Element>::zero(); b * h * t * d];
@@ -435,6 +429,7 @@ mod tests {
 
     use super::*;
     use crate::attention::attention_reference;
+    use crate::test_util::max_abs_diff;
 
     /// Every mask, GQA grouping, a key/value view with spare capacity (a KV cache), query
     /// counts that leave partial blocks or take the few-queries path, and both dtypes: the fused path equals the reference.
@@ -468,16 +463,6 @@ mod tests {
             } else {
                 Mask::None
             };
-            let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
-                (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-            };
             let fused = |q: &Tensor, k: &Tensor, v: &Tensor| {
                 attention_fused(q, k, v, 0.3, mask)
                     .unwrap()
@@ -487,7 +472,7 @@ mod tests {
                 attention_reference(q, k, v, 0.3, mask).unwrap()
             };
             let (k, v) = (kbuf.narrow(2, 0, s).unwrap(), vbuf.narrow(2, 0, s).unwrap());
-            let d32 = max_diff(&fused(&q, &k, &v), &reference(&q, &k, &v));
+            let d32 = max_abs_diff(&fused(&q, &k, &v), &reference(&q, &k, &v));
             assert!(d32 <= 1e-5, "t {t} offset {offset} f32: max diff {d32}");
             // bf16: against f32 arithmetic on the same bf16-rounded inputs, the fused path is
             // no further off than the reference path in bf16 (which rounds the scores too).
@@ -499,8 +484,8 @@ mod tests {
             );
             let up = |x: &Tensor| x.to_dtype(DType::F32).unwrap();
             let exact = reference(&up(&qh), &up(&kh), &up(&vh));
-            let fused_err = max_diff(&fused(&qh, &kh, &vh), &exact);
-            let reference_err = max_diff(&reference(&qh, &kh, &vh), &exact);
+            let fused_err = max_abs_diff(&fused(&qh, &kh, &vh), &exact);
+            let reference_err = max_abs_diff(&reference(&qh, &kh, &vh), &exact);
             assert!(
                 fused_err <= reference_err.max(1.0 / 64.0),
                 "t {t} offset {offset} bf16: fused off by {fused_err}, reference by {reference_err}"

@@ -17,6 +17,8 @@ pub mod norm;
 pub mod quant;
 pub mod rope;
 pub mod simd;
+#[cfg(test)]
+mod test_util;
 pub mod weights;
 
 pub use activation::Activation;

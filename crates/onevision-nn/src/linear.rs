@@ -236,6 +236,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
+    use crate::test_util::{max_abs, max_abs_diff};
 
     /// The fast path equals candle's matmul (forward) and gives the same gradients (3 rows:
     /// the f32 fast path).
@@ -249,13 +250,8 @@ mod tests {
             .as_tensor()
             .broadcast_matmul(&w.as_tensor().t().unwrap())
             .unwrap();
-        let diff = (&fast - &reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4, "{diff}");
+        let diff = max_abs_diff(&fast, &reference);
+        assert!(diff < 1e-4, "{diff}");
         let g_fast = fast.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let g_ref = reference
             .sqr()
@@ -266,14 +262,7 @@ mod tests {
             .unwrap();
         for v in [&x, &w] {
             let (a, b) = (g_fast.get(v).unwrap(), g_ref.get(v).unwrap());
-            let d = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = max_abs_diff(a, b);
             assert!(d < 1e-3, "gradient differs by {d}");
         }
     }
@@ -296,23 +285,9 @@ mod tests {
             .unwrap()
             .to_dtype(DType::F32)
             .unwrap();
-        let scale = reference
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (&fast - &reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap();
-        assert!(
-            diff.to_scalar::<f32>().unwrap() <= scale / 128.0,
-            "{diff} vs scale {scale}"
-        );
+        let scale = max_abs(&reference);
+        let diff = max_abs_diff(&fast, &reference);
+        assert!(diff <= scale / 128.0, "{diff} vs scale {scale}");
     }
 
     /// With a bias, the fused product (f32 few rows, bf16 many rows) equals matmul + bias.
@@ -336,15 +311,8 @@ mod tests {
                 .unwrap()
                 .to_dtype(DType::F32)
                 .unwrap();
-            let scale = want
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
-            let diff = diff.to_scalar::<f32>().unwrap();
+            let scale = max_abs(&want);
+            let diff = max_abs_diff(&got, &want);
             assert!(diff <= tol * scale, "{dt:?}: {diff} vs scale {scale}");
         }
     }

@@ -218,6 +218,7 @@ impl CustomOp3 for RopeOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::max_abs_diff;
 
     /// The one-pass rotary embedding equals the candle ops bit for bit (same roundings), f32
     /// and bf16.
@@ -239,15 +240,7 @@ mod tests {
                 .unwrap()
                 .to_dtype(DType::F32)
                 .unwrap();
-            let diff = (&got - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert_eq!(diff, 0.0, "{dt:?}");
+            assert_eq!(max_abs_diff(&got, &want), 0.0, "{dt:?}");
         }
     }
 }

@@ -11,7 +11,7 @@
 //! compute dtype before the product with the values); only the summation order and `exp`'s last
 //! bit differ.
 
-use candle_core::{CpuStorage, DType, Tensor};
+use candle_core::{DType, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -28,7 +28,6 @@ pub const MIN_QUERIES: usize = 16;
 
 /// Element types with a fused path.
 trait FusedElement: Element + StoreF32 + candle_core::WithDType {
-    fn slice(s: &CpuStorage) -> Option<&[Self]>;
     /// `out = Σ_j p[j]·v[j·d..(j + 1)·d]`.
     ///
     /// # Safety
@@ -37,12 +36,6 @@ trait FusedElement: Element + StoreF32 + candle_core::WithDType {
 }
 
 impl FusedElement for f32 {
-    fn slice(s: &CpuStorage) -> Option<&[f32]> {
-        match s {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
-        }
-    }
     unsafe fn weighted_rows(p: &[f32], v: &[f32], d: usize, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         x86::weighted_rows(p, v.as_ptr(), d, out, |ptr, m| {
@@ -54,12 +47,6 @@ impl FusedElement for f32 {
 }
 
 impl FusedElement for bf16 {
-    fn slice(s: &CpuStorage) -> Option<&[bf16]> {
-        match s {
-            CpuStorage::BF16(v) => Some(v),
-            _ => None,
-        }
-    }
     unsafe fn weighted_rows(p: &[f32], v: &[bf16], d: usize, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         x86::weighted_rows(p, v.as_ptr(), d, out, |ptr, m| {
@@ -140,8 +127,7 @@ fn with_view<T: FusedElement, R>(
     }
     match &*storage {
         candle_core::Storage::Cpu(cpu) => {
-            let data = T::slice(cpu)
-                .ok_or_else(|| candle_core::Error::Msg("fused attention: dtype".into()))?;
+            let data = T::cpu_storage_as_slice(cpu)?;
             f(View {
                 data,
                 start: layout.start_offset(),

@@ -1,7 +1,7 @@
 //! Rotary position embedding, "rotate half" (non-interleaved) form, as in transformers' Qwen2.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor, WithDType, D};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -89,66 +89,25 @@ pub fn apply_rotary_reference(
 /// as the reference's three tensor ops do.
 struct RopeOp;
 
-/// Element types the rotary pass runs in: f32 arithmetic, rounded to `Self` after each op.
-trait RopeElement: Copy + Send + Sync + 'static {
-    fn to_f32(self) -> f32;
-    fn round(x: f32) -> Self;
-    fn slice(s: &CpuStorage) -> Option<&[Self]>;
-    fn storage(v: Vec<Self>) -> CpuStorage;
-}
-
-impl RopeElement for f32 {
-    fn to_f32(self) -> f32 {
-        self
-    }
-    fn round(x: f32) -> Self {
-        x
-    }
-    fn slice(s: &CpuStorage) -> Option<&[f32]> {
-        match s {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn storage(v: Vec<f32>) -> CpuStorage {
-        CpuStorage::F32(v)
-    }
-}
-
-impl RopeElement for bf16 {
-    fn to_f32(self) -> f32 {
-        bf16::to_f32(self)
-    }
-    fn round(x: f32) -> Self {
-        bf16::from_f32(x)
-    }
-    fn slice(s: &CpuStorage) -> Option<&[bf16]> {
-        match s {
-            CpuStorage::BF16(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn storage(v: Vec<bf16>) -> CpuStorage {
-        CpuStorage::BF16(v)
-    }
-}
-
-fn rope_rows<T: RopeElement>(x: &[T], cos: &[T], sin: &[T], t: usize, d: usize) -> Vec<T> {
+fn rope_rows<T: WithDType>(x: &[T], cos: &[T], sin: &[T], t: usize, d: usize) -> Vec<T> {
     let half = d / 2;
-    let mut out = vec![T::round(0.0); x.len()];
+    // f32 arithmetic, each result rounded to T (exact for f32; f32 -> f64 -> bf16 rounds once).
+    let f = |v: T| v.to_f64() as f32;
+    let round = |v: f32| T::from_f64(v as f64);
+    let mut out = vec![T::zero(); x.len()];
     out.par_chunks_mut(d).enumerate().for_each(|(row, o)| {
         let pos = row % t;
         let (c, s) = (&cos[pos * d..(pos + 1) * d], &sin[pos * d..(pos + 1) * d]);
         let xr = &x[row * d..(row + 1) * d];
         for j in 0..d {
             let rot = if j < half {
-                -xr[j + half].to_f32()
+                -f(xr[j + half])
             } else {
-                xr[j - half].to_f32()
+                f(xr[j - half])
             };
-            let a = T::round(xr[j].to_f32() * c[j].to_f32()).to_f32();
-            let b = T::round(rot * s[j].to_f32()).to_f32();
-            o[j] = T::round(a + b);
+            let a = f(round(f(xr[j]) * f(c[j])));
+            let b = f(round(rot * f(s[j])));
+            o[j] = round(a + b);
         }
     });
     out
@@ -182,7 +141,7 @@ impl CustomOp3 for RopeOp {
                 .ok_or_else(|| candle_core::Error::Msg("rotary: operand not contiguous".into()))
         };
         let ((x0, x1), (c0, c1), (s0, s1)) = (range(lx)?, range(lc)?, range(ls)?);
-        fn run<T: RopeElement>(
+        fn run<T: WithDType>(
             sx: &CpuStorage,
             sc: &CpuStorage,
             ss: &CpuStorage,
@@ -190,20 +149,18 @@ impl CustomOp3 for RopeOp {
             t: usize,
             d: usize,
         ) -> candle_core::Result<CpuStorage> {
-            fn get<T: RopeElement>(
+            fn get<T: WithDType>(
                 s: &CpuStorage,
                 (a, b): (usize, usize),
             ) -> candle_core::Result<&[T]> {
-                let v = T::slice(s)
-                    .ok_or_else(|| candle_core::Error::Msg("rotary: mixed dtypes".into()))?;
-                Ok(&v[a..b])
+                Ok(&T::cpu_storage_as_slice(s)?[a..b])
             }
             let (x, c, s) = (
                 get::<T>(sx, r[0])?,
                 get::<T>(sc, r[1])?,
                 get::<T>(ss, r[2])?,
             );
-            Ok(T::storage(rope_rows(x, c, s, t, d)))
+            Ok(T::to_cpu_storage_owned(rope_rows(x, c, s, t, d)))
         }
         let r = [(x0, x1), (c0, c1), (s0, s1)];
         let storage = match sx {

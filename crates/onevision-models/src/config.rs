@@ -33,6 +33,20 @@ pub enum AspectRatio {
 impl AspectRatio {
     const ACCEPTED: &'static str = "anyres_max_N (N >= 1), anyres, pad";
 
+    /// Parses a `vision_aspect_ratio` / `image_aspect_ratio` value (`anyres_max_9`, ...).
+    pub fn from_name(s: &str) -> Result<Self> {
+        Self::parse("image_aspect_ratio", s)
+    }
+
+    /// The config spelling (`anyres_max_9`, `anyres`, `pad`).
+    pub fn name(&self) -> String {
+        match self {
+            Self::Pad => "pad".into(),
+            Self::AnyRes => "anyres".into(),
+            Self::AnyResMax(n) => format!("anyres_max_{n}"),
+        }
+    }
+
     fn parse(key: &str, s: &str) -> Result<Self> {
         let bad = || Error::Unsupported {
             key: key.to_string(),

@@ -52,7 +52,7 @@ impl Attention {
         cos: &Tensor,
         sin: &Tensor,
         pos: LayerPos,
-        cache: &mut KvCache,
+        cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let LayerPos { layer, offset } = pos;
@@ -73,7 +73,10 @@ impl Attention {
             .transpose(1, 2)?; // (b, kvh, t, hd)
         let q = apply_rotary(&q.contiguous()?, cos, sin)?;
         let k = apply_rotary(&k.contiguous()?, cos, sin)?;
-        let (k, v) = cache.append(layer, &k, &v.contiguous()?)?; // (b, kvh, offset + t, hd)
+        let (k, v) = match cache {
+            Some(cache) => cache.append(layer, &k, &v.contiguous()?)?, // (b, kvh, offset + t, hd)
+            None => (k, v.contiguous()?),
+        };
         let scale = (self.head_dim as f64).powf(-0.5);
         let y = attention(&q, &k, &v, scale, Mask::Causal { offset })?; // (b, h, t, hd)
         let y = y
@@ -133,7 +136,7 @@ impl DecoderLayer {
         cos: &Tensor,
         sin: &Tensor,
         pos: LayerPos,
-        cache: &mut KvCache,
+        cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let a = self
             .attn
@@ -231,10 +234,66 @@ impl Qwen2 {
                     layer: i,
                     offset: start,
                 },
-                cache,
+                Some(&mut *cache),
             )?;
         }
         Ok(self.norm.forward(&x)?)
+    }
+
+    /// Decoder layers, for a trainer that runs (and recomputes) them one at a time.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The rotary tables for positions `0..t` (a training sequence, no cache).
+    ///
+    /// # Shapes
+    /// returns `(cos, sin)`, each (t, hd)
+    pub fn rope_tables(
+        &self,
+        t: usize,
+        dtype: candle_core::DType,
+        device: &candle_core::Device,
+    ) -> Result<(Tensor, Tensor)> {
+        if t > self.cfg.max_position_embeddings {
+            return Err(crate::Error::Input(format!(
+                "{t} positions exceed the model's context of {} tokens",
+                self.cfg.max_position_embeddings
+            )));
+        }
+        Ok(self.rope.cos_sin(0, t, dtype, device)?)
+    }
+
+    /// One decoder layer over whole sequences from position 0, causal, without a cache
+    /// (training). Right-padded rows are fine: a real position never sees a later pad.
+    ///
+    /// # Shapes
+    /// `x`: (b, t, d); `cos`, `sin`: (t, hd) from [`Self::rope_tables`] -> (b, t, d)
+    pub fn layer_forward(
+        &self,
+        i: usize,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> Result<Tensor> {
+        self.layers[i].forward(
+            x,
+            cos,
+            sin,
+            LayerPos {
+                layer: i,
+                offset: 0,
+            },
+            None,
+        )
+    }
+
+    /// The final RMSNorm.
+    ///
+    /// # Shapes
+    /// `x`: (..., d) -> (..., d)
+    pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.norm.forward(x)?)
     }
 
     /// # Shapes

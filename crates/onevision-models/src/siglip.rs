@@ -167,6 +167,18 @@ impl SiglipVision {
     /// # Shapes
     /// `pixels`: (n, c, s, s) in the compute dtype -> (n, g·g, d)
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let mut x = self.embed(pixels)?;
+        for layer in &self.layers {
+            x = layer.forward(&x)?;
+        }
+        Ok(x)
+    }
+
+    /// The patch and position embeddings alone (a trainer runs the layers one at a time).
+    ///
+    /// # Shapes
+    /// `pixels`: (n, c, s, s) in the compute dtype -> (n, g·g, d)
+    pub fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
         let (_, _, h, w) = pixels.dims4()?;
         if h != self.image_size || w != self.image_size {
             return Err(crate::Error::Input(format!(
@@ -174,10 +186,18 @@ impl SiglipVision {
                 self.image_size
             )));
         }
-        let mut x = self.embeddings.forward(pixels)?;
-        for layer in &self.layers {
-            x = layer.forward(&x)?;
-        }
-        Ok(x)
+        self.embeddings.forward(pixels)
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Encoder layer `i`.
+    ///
+    /// # Shapes
+    /// `x`: (n, t, d) -> (n, t, d)
+    pub fn layer_forward(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        self.layers[i].forward(x)
     }
 }

@@ -64,6 +64,11 @@ impl Module for LayerNorm {
     /// # Shapes
     /// `x`: (..., d) -> (..., d)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.weight.track_op() || self.bias.track_op() {
+            // A trained norm: its weights need the differentiable path (the row kernel's copy
+            // of them would also go stale after an update).
+            return self.forward_reference(x);
+        }
         match fused(x, &self.fast)? {
             Some(y) => Ok(y),
             None => self.forward_reference(x),
@@ -109,6 +114,10 @@ impl Module for RmsNorm {
     /// # Shapes
     /// `x`: (..., d) -> (..., d)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.weight.track_op() {
+            // A trained norm (see LayerNorm::forward).
+            return self.forward_reference(x);
+        }
         match fused(x, &self.fast)? {
             Some(y) => Ok(y),
             None => self.forward_reference(x),

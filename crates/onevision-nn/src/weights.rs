@@ -43,10 +43,19 @@ impl RenameTable {
     }
 }
 
-/// The tensors of a checkpoint, memory-mapped, addressed by canonical name.
+/// Where the tensors of a [`WeightFiles`] live.
+enum Source {
+    /// Memory-mapped safetensors files.
+    Mapped(MmapedSafetensors),
+    /// Tensors already in memory, by stored name (a trainer's parameters: loading one hands
+    /// out the tensor itself, so a model built from them shares their storage and gradients).
+    Memory(HashMap<String, Tensor>),
+}
+
+/// The tensors of a checkpoint, memory-mapped (or held in memory), addressed by canonical name.
 pub struct WeightFiles {
     files: Vec<PathBuf>,
-    st: MmapedSafetensors,
+    source: Source,
     /// canonical name -> stored name
     stored: HashMap<String, String>,
     used: Mutex<HashSet<String>>,
@@ -107,23 +116,26 @@ impl WeightFiles {
             path: files.first().cloned().unwrap_or_default(),
             reason: e.to_string(),
         })?;
-        let mut stored: HashMap<String, String> = HashMap::new();
-        for (name, _) in st.tensors() {
-            let Some(canonical) = table.canonical(&name) else {
-                continue;
-            };
-            if let Some(first) = stored.get(&canonical) {
-                return Err(Error::DuplicateTensor {
-                    first: first.clone(),
-                    second: name,
-                    canonical,
-                });
-            }
-            stored.insert(canonical, name);
-        }
+        let names = st.tensors().into_iter().map(|(name, _)| name);
+        let stored = canonical_map(names, &table)?;
         Ok(Self {
             files: files.to_vec(),
-            st,
+            source: Source::Mapped(st),
+            stored,
+            used: Mutex::new(HashSet::new()),
+            table,
+        })
+    }
+
+    /// A checkpoint whose tensors are already in memory, by stored name. Loading returns the
+    /// tensor itself when dtype and device match (no copy, the same storage: a model built
+    /// from trainable `Var`s computes with them), else a converted tensor (a tracked op, so
+    /// gradients flow back to the original).
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, table: RenameTable) -> Result<Self> {
+        let stored = canonical_map(tensors.keys().cloned(), &table)?;
+        Ok(Self {
+            files: vec![],
+            source: Source::Memory(tensors),
             stored,
             used: Mutex::new(HashSet::new()),
             table,
@@ -169,7 +181,8 @@ impl WeightFiles {
         unused.into_iter().cloned().collect()
     }
 
-    fn load(&self, canonical: &str, dtype: DType, device: &Device) -> Result<Tensor> {
+    /// Loads the tensor with this canonical name, converted to `dtype` on `device`.
+    pub fn tensor(&self, canonical: &str, dtype: DType, device: &Device) -> Result<Tensor> {
         let stored = self
             .stored
             .get(canonical)
@@ -177,24 +190,57 @@ impl WeightFiles {
                 name: canonical.to_string(),
                 layouts: self.table.layouts.to_string(),
             })?;
-        let view = self.st.get(stored)?;
-        match view.dtype() {
-            safetensors::Dtype::F32 | safetensors::Dtype::F16 | safetensors::Dtype::BF16 => {}
-            other => {
-                return Err(Error::UnsupportedStoredDType {
-                    name: stored.clone(),
-                    dtype: format!("{other:?}"),
-                })
+        let t = match &self.source {
+            Source::Mapped(st) => {
+                let view = st.get(stored)?;
+                match view.dtype() {
+                    safetensors::Dtype::F32
+                    | safetensors::Dtype::F16
+                    | safetensors::Dtype::BF16 => {}
+                    other => {
+                        return Err(Error::UnsupportedStoredDType {
+                            name: stored.clone(),
+                            dtype: format!("{other:?}"),
+                        })
+                    }
+                }
+                let t = st.load(stored, device)?.to_dtype(dtype)?;
+                release_pages(view.data());
+                t
             }
-        }
-        let t = self.st.load(stored, device)?.to_dtype(dtype)?;
-        release_pages(view.data());
+            Source::Memory(map) => {
+                let t = map.get(stored).expect("stored names come from the map");
+                t.to_device(device)?.to_dtype(dtype)?
+            }
+        };
         self.used
             .lock()
             .expect("weights lock poisoned")
             .insert(canonical.to_string());
         Ok(t)
     }
+}
+
+/// canonical name -> stored name, refusing two stored names for one canonical tensor.
+fn canonical_map(
+    names: impl Iterator<Item = String>,
+    table: &RenameTable,
+) -> Result<HashMap<String, String>> {
+    let mut stored: HashMap<String, String> = HashMap::new();
+    for name in names {
+        let Some(canonical) = table.canonical(&name) else {
+            continue;
+        };
+        if let Some(first) = stored.get(&canonical) {
+            return Err(Error::DuplicateTensor {
+                first: first.clone(),
+                second: name,
+                canonical,
+            });
+        }
+        stored.insert(canonical, name);
+    }
+    Ok(stored)
 }
 
 /// Tells the kernel we are done with these mapped file bytes (the tensor now owns a copy), so
@@ -280,7 +326,7 @@ impl Weights {
     /// Loads `name` and checks that it has `shape`.
     pub fn get(&self, shape: impl Into<Shape>, name: &str) -> Result<Tensor> {
         let path = self.path(name);
-        let t = self.files.load(&path, self.dtype, &self.device)?;
+        let t = self.files.tensor(&path, self.dtype, &self.device)?;
         let shape: Shape = shape.into();
         if t.shape() != &shape {
             return Err(Error::ShapeMismatch {
@@ -294,7 +340,8 @@ impl Weights {
 
     /// Loads `name` with whatever shape it is stored with.
     pub fn get_any_shape(&self, name: &str) -> Result<Tensor> {
-        self.files.load(&self.path(name), self.dtype, &self.device)
+        self.files
+            .tensor(&self.path(name), self.dtype, &self.device)
     }
 
     /// Whether `name` is stored under this prefix.

@@ -156,6 +156,7 @@ impl Processor {
         let tiles = match layout {
             ImageLayout::AnyRes => anyres_tiles(image, cfg),
             ImageLayout::Single => vec![square_tile(image, cfg)],
+            ImageLayout::Base => vec![frame_tile(image, cfg)],
         };
         ProcessedImage {
             pixels: normalize(&tiles, &cfg.normalize),

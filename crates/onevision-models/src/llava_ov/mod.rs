@@ -163,19 +163,24 @@ impl LlavaOnevision {
     /// # Shapes
     /// returns (n, H), n = the medium's placeholder count
     pub fn encode_media(&self, media: &Media) -> Result<Tensor> {
+        let pixels = match media {
+            Media::Image { pixels, .. } => pixels,
+            Media::Video { frames } => frames,
+        };
+        self.pack_media(media, &self.project(&self.vision_features(pixels)?)?)
+    }
+
+    /// Packs a medium's projected tiles or frames into its feature rows (AnyRes unpad, shrink
+    /// and newlines; video pooling).
+    ///
+    /// # Shapes
+    /// `projected`: (p, g·g, H) -> (n, H), n = the medium's placeholder count
+    pub fn pack_media(&self, media: &Media, projected: &Tensor) -> Result<Tensor> {
         match media {
-            Media::Image {
-                pixels,
-                size,
-                layout,
-            } => {
-                let tiles = self.project(&self.vision_features(pixels)?)?;
-                packing::pack_image(&tiles, *size, *layout, &self.image_newline, &self.cfg)
+            Media::Image { size, layout, .. } => {
+                packing::pack_image(projected, *size, *layout, &self.image_newline, &self.cfg)
             }
-            Media::Video { frames } => {
-                let tiles = self.project(&self.vision_features(frames)?)?;
-                packing::pack_video(&tiles, &self.image_newline, &self.cfg)
-            }
+            Media::Video { .. } => packing::pack_video(projected, &self.image_newline, &self.cfg),
         }
     }
 
@@ -186,16 +191,29 @@ impl LlavaOnevision {
     /// # Shapes
     /// returns (t, H)
     pub fn embed(&self, input: &MultimodalInput) -> Result<Tensor> {
-        let ids = &input.input_ids;
+        let rows = input
+            .media
+            .iter()
+            .map(|m| self.encode_media(m))
+            .collect::<Result<Vec<_>>>()?;
+        self.splice(&input.input_ids, &input.media, rows)
+    }
+
+    /// [`Self::embed`] from each medium's packed rows (`rows[i]` belongs to `media[i]`), for a
+    /// trainer that computes the features itself.
+    ///
+    /// # Shapes
+    /// `rows[i]`: (n_i, H) -> (t, H)
+    pub fn splice(&self, ids: &[u32], media: &[Media], rows: Vec<Tensor>) -> Result<Tensor> {
         if ids.is_empty() {
             return Err(Error::Input("the prompt has no tokens".into()));
         }
         let text = self.lm.embed(ids)?;
         let (mut images, mut videos) = (vec![], vec![]);
-        for m in &input.media {
+        for (m, r) in media.iter().zip(rows) {
             match m {
-                Media::Image { .. } => images.push(self.encode_media(m)?),
-                Media::Video { .. } => videos.push(self.encode_media(m)?),
+                Media::Image { .. } => images.push(r),
+                Media::Video { .. } => videos.push(r),
             }
         }
         let cat = |v: Vec<Tensor>| -> Result<Option<Tensor>> {
@@ -254,6 +272,16 @@ impl LlavaOnevision {
             start = end;
         }
         Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// The vision tower, for a trainer that runs its layers one at a time.
+    pub fn vision(&self) -> &SiglipVision {
+        &self.vision
+    }
+
+    /// The language model, for a trainer that runs its layers one at a time.
+    pub fn lm(&self) -> &Qwen2 {
+        &self.lm
     }
 
     /// Runs the decoder over the prompt and returns the final hidden states.

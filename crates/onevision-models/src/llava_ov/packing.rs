@@ -95,6 +95,10 @@ pub enum ImageLayout {
     AnyRes,
     /// One square-padded tile (several images in one message, or `image_aspect_ratio: pad`).
     Single,
+    /// The image squashed to one tile, its features alone with no newline: LLaVA-NeXT's
+    /// stage-1 pretraining (`image_aspect_ratio` "square", `mm_patch_merge_type` "flat"),
+    /// 729 rows. Only the trainer uses it; transformers has no such inference path.
+    Base,
 }
 
 /// The feature grid of an AnyRes image before newlines: (rows, cols) after unpad and shrink.
@@ -127,6 +131,7 @@ pub fn image_token_count(
 ) -> usize {
     let tile = cfg.vision.tokens_per_tile();
     match layout {
+        ImageLayout::Base => tile,
         ImageLayout::Single => tile + 1,
         ImageLayout::AnyRes => {
             let (h, w) = anyres_feature_grid(size, cfg);
@@ -161,6 +166,14 @@ pub fn pack_image(
     let g = cfg.vision.grid();
     let newline = newline.reshape((1, c))?;
     match layout {
+        ImageLayout::Base => {
+            if p != 1 {
+                return Err(Error::Input(format!(
+                    "a base-tile image has {p} tiles; expected 1"
+                )));
+            }
+            Ok(tiles.get(0)?)
+        }
         ImageLayout::Single => {
             if p != 1 {
                 return Err(Error::Input(format!(

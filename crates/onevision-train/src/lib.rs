@@ -4,14 +4,19 @@
 //! clipping and gradient accumulation, and checkpoints that transformers loads.
 //! See shared/spec/llava-onevision.md §5.1-§5.2 and docs/TRAINING.md.
 
+pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod example;
 pub mod labels;
 pub mod log;
 pub mod optim;
+pub mod params;
 pub mod plot;
 pub mod rng;
 pub mod schedule;
+pub mod settings;
+pub mod step;
 
 pub use error::{Error, Result};
 pub use rng::Rng;

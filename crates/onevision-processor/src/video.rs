@@ -1,10 +1,23 @@
-//! Video input: `n` frames sampled uniformly from a video file, an animated GIF or a directory of
-//! frame images, as 8-bit RGB at the video's own size (spec §2.4, §6.14). Resizing to 384x384
-//! and normalizing is the processor's job, as for images.
+//! Video input: frames of a video file, an animated GIF or a directory of frame images, as 8-bit
+//! RGB at the video's own size (spec §2.4, §6.14). Resizing to 384x384 and normalizing is the
+//! processor's job, as for images.
 //!
-//! Which frames: the original LLaVA-NeXT code and lmms-eval take
-//! `np.linspace(0, total - 1, n).astype(int)` (first and last frame included), not transformers'
-//! `arange(n) * total // n`; [`sample_indices`] reproduces numpy bit for bit.
+//! Which frames ([`FrameSelection`], `video/selection.rs`):
+//! - [`load_video`] takes `n` uniformly: the original LLaVA-NeXT code and lmms-eval take
+//!   `np.linspace(0, total - 1, n).astype(int)` (first and last frame included), not
+//!   transformers' `arange(n) * total // n`; [`sample_indices`] reproduces numpy bit for bit.
+//! - [`load_video_frames`] with [`FrameSelection::Fps`] samples as LLaVA-NeXT trains: a frame
+//!   every `round(avg_fps / fps)`, capped at an upper bound by the same linspace. The average
+//!   frame rate ([`Video::avg_frame_rate`]) is, per source:
+//!   - a video file: the stream's `avg_frame_rate` after FFmpeg's probing, the field decord's
+//!     `get_avg_fps` (which LLaVA-NeXT reads) and PyAV's `average_rate` report; none when
+//!     FFmpeg leaves it unknown (0/0);
+//!   - an animated GIF: frames / total duration, from the frame delays, where a delay under 2
+//!     centiseconds counts as 10 as FFmpeg 5.1's GIF demuxer (`min_delay`, `default_delay`)
+//!     and browsers do. FFmpeg's `avg_frame_rate` for a GIF is only an estimate from the
+//!     probed packets, and FFmpeg versions differ: PyAV 18's FFmpeg 8 gives exactly
+//!     frames / duration on the fixtures, FFmpeg 5.1 57/4 where that is 100/7;
+//!   - a directory: none; its frames are taken as already sampled (every frame, capped).
 //!
 //! How each source is decoded, and the reference it equals byte for byte
 //! (`fixtures/video/`, made by `tools/fixtures/make_video_fixtures.py`):
@@ -15,10 +28,13 @@
 //! - anything else: FFmpeg (MP4, WebM, MKV, MOV, AVI, ...), converted to RGB exactly as
 //!   `ffmpeg -i X -f rawvideo -pix_fmt rgb24 -` does (`video/container.rs`).
 //!
-//! Frames are counted exactly before any is converted, and only the sampled ones are kept.
+//! Frames are counted exactly before any is converted, and only the selected ones are kept.
 
 mod container;
 mod gif;
+mod selection;
+
+pub use selection::{sample_indices, FrameRate, FrameSelection};
 
 use std::io::Read;
 use std::path::Path;
@@ -33,28 +49,6 @@ const EXPECTED: &str = "expected a video file (MP4, WebM, MKV, MOV, AVI, ...), a
 
 /// File name extensions (lower case) taken as frames in a directory; everything else is skipped.
 const FRAME_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"];
-
-/// `np.linspace(0, total - 1, n).astype(int)` as numpy computes it (the original LLaVA-NeXT and
-/// lmms-eval sampling); when `total <= n`, every frame once: `0..total`.
-///
-/// numpy multiplies `arange(n)` by the f64 step `(total - 1) / (n - 1)`, truncates toward zero
-/// and pins the last value to `total - 1`; so do we, so the indices agree for every size.
-pub fn sample_indices(total: usize, n: usize) -> Vec<usize> {
-    if total <= n {
-        return (0..total).collect();
-    }
-    match n {
-        0 => Vec::new(),
-        // numpy: no step for a single sample, the start.
-        1 => vec![0],
-        _ => {
-            let step = (total - 1) as f64 / (n - 1) as f64;
-            let mut indices: Vec<usize> = (0..n).map(|i| (i as f64 * step) as usize).collect();
-            indices[n - 1] = total - 1;
-            indices
-        }
-    }
-}
 
 /// Where the frames come from.
 #[derive(Debug, Clone, Copy)]
@@ -85,22 +79,35 @@ pub struct Video {
     pub total_frames: usize,
     /// Which frames were taken (0-based, ascending, `frames.len()` of them).
     pub indices: Vec<usize>,
+    /// The average frame rate the frames were selected by (module docs: per source); `None`
+    /// for a directory of frames or a stream whose rate FFmpeg does not know.
+    pub avg_frame_rate: Option<FrameRate>,
 }
 
 /// Decodes `n` uniformly sampled frames (see [`sample_indices`]) of a video file, an animated
-/// GIF or a directory of frame images, RGB at the video's own size.
+/// GIF or a directory of frame images, RGB at the video's own size: [`load_video_frames`] with
+/// [`FrameSelection::Uniform`].
 ///
 /// The frame size is checked against `limits` before any pixel is decoded. Every failure is an
 /// error (never a panic): an empty or unreadable file, something that is not a video, a video
 /// without frames or with frames of different sizes, `n == 0`.
 pub fn load_video(src: VideoSource, n: usize, limits: &DecodeLimits) -> Result<Video> {
+    load_video_frames(src, FrameSelection::Uniform(n), limits)
+}
+
+/// Decodes the frames `sel` picks (see [`FrameSelection`]) of a video file, an animated GIF or
+/// a directory of frame images, RGB at the video's own size; [`Video::avg_frame_rate`] says
+/// which rate [`FrameSelection::Fps`] went by.
+///
+/// Errors as [`load_video`], and for a selection no video can meet (`Uniform(0)`, a sampling
+/// rate that is not finite and above 0) before anything is read.
+pub fn load_video_frames(
+    src: VideoSource,
+    sel: FrameSelection,
+    limits: &DecodeLimits,
+) -> Result<Video> {
     let what = src.what();
-    if n == 0 {
-        return Err(video_error(
-            &what,
-            "0 frames were requested; ask for at least 1 (LLaVA-OneVision is evaluated with 8 to 32)",
-        ));
-    }
+    sel.check(&what)?;
     match src {
         VideoSource::Path(path) => {
             let meta = std::fs::metadata(path).map_err(|source| Error::Io {
@@ -108,7 +115,7 @@ pub fn load_video(src: VideoSource, n: usize, limits: &DecodeLimits) -> Result<V
                 source,
             })?;
             if meta.is_dir() {
-                return load_frame_dir(path, n, limits);
+                return load_frame_dir(path, &sel, limits);
             }
             if meta.len() == 0 {
                 return Err(empty_file(&what));
@@ -122,24 +129,24 @@ pub fn load_video(src: VideoSource, n: usize, limits: &DecodeLimits) -> Result<V
                             source,
                         })
                 };
-                return gif::load(open, &what, n, limits);
+                return gif::load(open, &what, &sel, limits);
             }
             let hint = path.file_name().and_then(|s| s.to_str());
-            container::load(container::Media::File(path), hint, &what, n, limits)
+            container::load(container::Media::File(path), hint, &what, &sel, limits)
         }
         VideoSource::Bytes { bytes, what: name } => {
             if bytes.is_empty() {
                 return Err(empty_file(&what));
             }
             if gif::is_gif(bytes) {
-                return gif::load(|| Ok(std::io::Cursor::new(bytes)), &what, n, limits);
+                return gif::load(|| Ok(std::io::Cursor::new(bytes)), &what, &sel, limits);
             }
             let shared: Arc<[u8]> = Arc::from(bytes);
             container::load(
                 container::Media::Bytes(shared),
                 Some(name),
                 &what,
-                n,
+                &sel,
                 limits,
             )
         }
@@ -147,9 +154,9 @@ pub fn load_video(src: VideoSource, n: usize, limits: &DecodeLimits) -> Result<V
 }
 
 /// The frames of a directory: image files (by extension, case-insensitive; hidden files
-/// skipped) sorted by file name, as `sorted(os.listdir(d))` orders them; only the sampled ones
-/// are decoded.
-fn load_frame_dir(dir: &Path, n: usize, limits: &DecodeLimits) -> Result<Video> {
+/// skipped) sorted by file name, as `sorted(os.listdir(d))` orders them; only the selected ones
+/// are decoded. A directory has no frame rate: its frames are taken as already sampled.
+fn load_frame_dir(dir: &Path, sel: &FrameSelection, limits: &DecodeLimits) -> Result<Video> {
     let what = dir.display().to_string();
     let io_err = |source| Error::Io {
         path: dir.to_path_buf(),
@@ -184,7 +191,7 @@ fn load_frame_dir(dir: &Path, n: usize, limits: &DecodeLimits) -> Result<Video> 
     }
     // Byte order of the names, which is Python's code-point order for UTF-8 names.
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    let indices = sample_indices(files.len(), n);
+    let indices = sel.pick(files.len(), None);
     let mut frames: Vec<RgbImage> = Vec::with_capacity(indices.len());
     for &i in &indices {
         let frame = decode_file(&files[i], limits)?;
@@ -211,6 +218,7 @@ fn load_frame_dir(dir: &Path, n: usize, limits: &DecodeLimits) -> Result<Video> 
         frames,
         total_frames: files.len(),
         indices,
+        avg_frame_rate: None,
     })
 }
 
@@ -266,18 +274,6 @@ fn check_same_size(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sampling_edges() {
-        assert_eq!(sample_indices(0, 8), Vec::<usize>::new());
-        assert_eq!(sample_indices(5, 8), vec![0, 1, 2, 3, 4]);
-        assert_eq!(sample_indices(8, 8), (0..8).collect::<Vec<_>>());
-        assert_eq!(sample_indices(9, 0), Vec::<usize>::new());
-        assert_eq!(sample_indices(9, 1), vec![0]);
-        assert_eq!(sample_indices(9, 2), vec![0, 8]);
-        // np.linspace(0, 47, 8).astype(int)
-        assert_eq!(sample_indices(48, 8), vec![0, 6, 13, 20, 26, 33, 40, 47]);
-    }
 
     #[test]
     fn frame_extensions() {

@@ -33,7 +33,7 @@ use ff::ffi;
 use ff::format::context::{Input, StreamIo};
 use ffmpeg_next as ff;
 
-use super::{check_same_size, sample_indices, video_error, Video, EXPECTED};
+use super::{check_same_size, video_error, FrameRate, FrameSelection, Video, EXPECTED};
 use crate::image::{DecodeLimits, RgbImage};
 use crate::Result;
 
@@ -60,12 +60,13 @@ pub(super) fn load(
     media: Media,
     hint: Option<&str>,
     what: &str,
-    n: usize,
+    sel: &FrameSelection,
     limits: &DecodeLimits,
 ) -> Result<Video> {
     init_ffmpeg();
     let mut input = open(&media, hint, what)?;
     let stream = video_stream(&input, what)?;
+    let rate = avg_frame_rate(&input, stream);
     let counted = count_packets(&mut input, stream, what)?;
     drop(input);
     if counted == 0 {
@@ -77,13 +78,14 @@ pub(super) fn load(
     let mut total = counted;
     // At most two decoding passes: the second one, when needed, knows the exact count.
     for _ in 0..2 {
-        let indices = sample_indices(total, n);
+        let indices = sel.pick(total, rate);
         let (frames, decoded) = decode(&media, hint, what, stream, &indices, limits)?;
         if decoded == total {
             return Ok(Video {
                 frames,
                 total_frames: total,
                 indices,
+                avg_frame_rate: rate,
             });
         }
         if decoded == 0 {
@@ -156,6 +158,14 @@ fn video_stream(input: &Input, what: &str) -> Result<usize> {
         what,
         format!("it contains no video stream ({found}); {EXPECTED}"),
     ))
+}
+
+/// The stream's `avg_frame_rate` as `avformat_find_stream_info` left it (what decord's
+/// `get_avg_fps` divides out); `None` when FFmpeg could not tell (0/0) or it is negative.
+fn avg_frame_rate(input: &Input, stream: usize) -> Option<FrameRate> {
+    let rate = input.stream(stream)?.avg_frame_rate();
+    let (num, den) = (rate.numerator(), rate.denominator());
+    FrameRate::new(u64::try_from(num).ok()?, u64::try_from(den).ok()?)
 }
 
 /// Counts the packets of `stream`, reading no pixel data.

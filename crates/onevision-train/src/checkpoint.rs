@@ -136,7 +136,9 @@ pub fn load_state(dir: &Path) -> Result<TrainState> {
     let state: TrainState =
         serde_json::from_str(&text).map_err(|e| bad(format!("{STATE} is not valid: {e}")))?;
     if !dir.join(OPTIMIZER).is_file() {
-        return Err(bad(format!("no {OPTIMIZER} (the optimizer state) beside {STATE}")));
+        return Err(bad(format!(
+            "no {OPTIMIZER} (the optimizer state) beside {STATE}"
+        )));
     }
     Ok(state)
 }

@@ -4,6 +4,7 @@
 //! clipping and gradient accumulation, and checkpoints that transformers loads.
 //! See shared/spec/llava-onevision.md §5.1-§5.2 and docs/TRAINING.md.
 
+pub mod check;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod rng;
 pub mod schedule;
 pub mod settings;
 pub mod step;
+pub mod trainer;
 
 pub use error::{Error, Result};
 pub use rng::Rng;

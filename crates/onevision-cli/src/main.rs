@@ -3,7 +3,7 @@
 //! `generate` answers one prompt about images or a video; `chat` holds a conversation on stdin;
 //! `inspect` describes a checkpoint without loading it; `fixture-check` runs the committed
 //! golden fixtures; `bench-preprocess` times image preprocessing; `serve` runs the
-//! OpenAI-compatible server. Models are checkpoint
+//! OpenAI-compatible server; `train` trains through the paper's stages. Models are checkpoint
 //! directories or Hugging Face repo ids found in the local cache (`checkpoint.rs`).
 
 mod bench;
@@ -13,6 +13,7 @@ mod generate;
 mod inspect;
 mod perf;
 mod serve;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,13 @@ enum Command {
     /// missing or broken (each problem is shown in its section).
     #[command(visible_alias = "info")]
     Inspect(inspect::InspectArgs),
+    /// Train a checkpoint through the paper's curriculum (--stage 1, 1.5, 2-si, 2-ov) on
+    /// LLaVA-NeXT-format data, or validate the data with --check-data.
+    ///
+    /// Loss and gradients equal PyTorch's (transformers' Trainer semantics: AdamW per part,
+    /// cosine schedule with warmup, gradient accumulation, clipping). The output loads in
+    /// `onevision generate` and in transformers. See docs/TRAINING.md.
+    Train(Box<train::TrainArgs>),
     /// Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models,
     /// /health, /metrics).
     Serve(serve::ServeArgs),
@@ -134,6 +142,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Chat(args) => chat::run(args).map(|_| ExitCode::SUCCESS),
         Command::Inspect(args) => inspect::run(args).map(|_| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Train(args) => train::run(*args),
         Command::BenchPreprocess(args) => bench::run(args).map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => perf::run(args).map(|_| ExitCode::SUCCESS),
         Command::FixtureCheck {

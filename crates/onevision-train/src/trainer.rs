@@ -194,8 +194,12 @@ pub fn train(cfg: &TrainConfig) -> Result<Summary> {
     eprintln!("{}", cfg.describe());
     let counts = ds.modality_counts();
     eprintln!(
-        "samples          {} ({counts:?}), {bad} skipped as bad",
-        ds.samples.len()
+        "samples          {} (text {}, single image {}, multi-image {}, video {}), {bad} skipped as bad",
+        ds.samples.len(),
+        counts.text,
+        counts.single_image,
+        counts.multi_image,
+        counts.video
     );
     eprintln!("parameters       {trainable} trained of {all}");
 

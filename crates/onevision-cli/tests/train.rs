@@ -207,6 +207,12 @@ fn bad_data_is_refused_before_any_step_then_skipped_on_request() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("skipping 3 bad sample(s)"), "{err}");
     assert!(err.contains("samples          2"), "{err}");
+    let log =
+        std::fs::read_to_string(std::path::Path::new(out_dir).join("train_log.jsonl")).unwrap();
+    assert!(
+        log.contains("\"skipped_samples\":3"),
+        "the log counts the skipped samples: {log}"
+    );
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //!
 //! The log's fields are a stable interface (other tools and the next issues read them):
 //! `{"step":12,"epoch":0.5,"loss":1.93,"lr":{"language":0.00001,"vision":2e-6},"grad_norm":0.84,
-//! "tokens":8123,"samples_per_s":1.2,"tokens_per_s":4100.0}`. A loss or norm that is not finite
+//! "tokens":8123,"samples_per_s":1.2,"tokens_per_s":4100.0,"skipped_samples":0,
+//! "truncated_samples":0}`. A loss or norm that is not finite
 //! is written as `null` (JSON has no NaN) and read back as NaN.
 
 use std::collections::BTreeMap;
@@ -41,6 +42,13 @@ pub struct StepRecord {
     pub samples_per_s: f64,
     #[serde(deserialize_with = "f64_or_nan")]
     pub tokens_per_s: f64,
+    /// Samples skipped so far in this run: bad data left out by `--skip-bad-samples` plus
+    /// samples found unusable when prepared (media longer than `--max-length`).
+    #[serde(default)]
+    pub skipped_samples: u64,
+    /// Samples truncated to `--max-length` so far.
+    #[serde(default)]
+    pub truncated_samples: u64,
 }
 
 fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
@@ -271,6 +279,8 @@ mod tests {
             tokens: 100,
             samples_per_s: 2.0,
             tokens_per_s: 4100.0,
+            skipped_samples: 0,
+            truncated_samples: 0,
         }
     }
 

@@ -247,6 +247,8 @@ mod tests {
                     tokens: 1000,
                     samples_per_s: 1.0,
                     tokens_per_s: 1000.0,
+                    skipped_samples: 0,
+                    truncated_samples: 0,
                 }
             })
             .collect()

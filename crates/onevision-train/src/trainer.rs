@@ -139,12 +139,14 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Prepares the micro-batches of a step, skipping (and counting) unusable samples.
+    /// Prepares the micro-batches of a step, skipping (and counting) unusable samples; what was
+    /// skipped or truncated is told through `warn`.
     fn micro_batches(
         &self,
         step: usize,
         skipped: &mut usize,
         truncated: &mut usize,
+        warn: &dyn Fn(String),
     ) -> Vec<Vec<Example>> {
         step_samples(step, self.samples.len(), self.cfg)
             .into_iter()
@@ -156,16 +158,16 @@ impl Run<'_> {
                             Ok(ex) => {
                                 if ex.truncated() {
                                     *truncated += 1;
-                                    eprintln!(
+                                    warn(format!(
                                         "warning: {} (id {}) truncated from {} to {} tokens (--max-length)",
                                         s.origin, s.id, ex.input_ids.len(), ex.len
-                                    );
+                                    ));
                                 }
                                 Some(ex)
                             }
                             Err(why) => {
                                 *skipped += 1;
-                                eprintln!("warning: skipped {} (id {}): {why}", s.origin, s.id);
+                                warn(format!("warning: skipped {} (id {}): {why}", s.origin, s.id));
                                 None
                             }
                         }
@@ -280,7 +282,9 @@ pub fn train(cfg: &TrainConfig) -> Result<Summary> {
     while st.step < total {
         let t0 = Instant::now();
         let k = st.step;
-        let mbs = run.micro_batches(k, &mut st.skipped, &mut st.truncated);
+        let mbs = run.micro_batches(k, &mut st.skipped, &mut st.truncated, &|m| {
+            progress.println(m)
+        });
         st.micro_batches += mbs.len();
         let step_tokens: usize = mbs.iter().flatten().map(|e| e.supervised()).sum();
         if step_tokens == 0 {
@@ -341,6 +345,8 @@ pub fn train(cfg: &TrainConfig) -> Result<Summary> {
             tokens: tokens as u64,
             samples_per_s: samples as f64 / secs,
             tokens_per_s: tokens as f64 / secs,
+            skipped_samples: (bad + st.skipped) as u64,
+            truncated_samples: st.truncated as u64,
         };
         log.write(&rec)?;
         progress.update(&rec);

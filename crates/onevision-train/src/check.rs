@@ -5,10 +5,10 @@
 use std::fmt;
 
 use candle_core::Device;
-use onevision_processor::{DecodeLimits, Processor};
+use onevision_processor::Processor;
 
-use crate::data::{self, DataOptions, Modality};
-use crate::example::{prepare, PrepSettings, Unusable};
+use crate::data::{self, Modality};
+use crate::example::{prepare, Unusable};
 use crate::settings::TrainConfig;
 use crate::Result;
 
@@ -81,23 +81,8 @@ impl fmt::Display for CheckReport {
 pub fn check_data(cfg: &TrainConfig) -> Result<CheckReport> {
     let (model_cfg, _) = crate::trainer::run_config(&cfg.model, cfg.images)?;
     let proc = Processor::from_dir(&cfg.model, &model_cfg)?;
-    let ds = data::load(
-        &cfg.data,
-        &DataOptions {
-            image_folder: cfg.image_folder.clone(),
-            video_folder: cfg.video_folder.clone(),
-            seed: cfg.seed,
-        },
-    )?;
-    let prep = PrepSettings {
-        template: cfg.template,
-        mask: cfg.label_mask,
-        max_length: cfg.max_length,
-        image_strategy: cfg.images.strategy(),
-        video_fps: cfg.video_fps,
-        frames_upbound: cfg.frames_upbound,
-        limits: DecodeLimits::default(),
-    };
+    let ds = data::load(&cfg.data, &cfg.data_options())?;
+    let prep = cfg.prep_settings();
     let mut report = CheckReport {
         samples: ds.samples.len(),
         max_length: cfg.max_length,

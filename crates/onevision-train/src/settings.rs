@@ -166,6 +166,28 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Where the data's media are.
+    pub fn data_options(&self) -> crate::data::DataOptions {
+        crate::data::DataOptions {
+            image_folder: self.image_folder.clone(),
+            video_folder: self.video_folder.clone(),
+            seed: self.seed,
+        }
+    }
+
+    /// How samples become model input.
+    pub fn prep_settings(&self) -> crate::example::PrepSettings {
+        crate::example::PrepSettings {
+            template: self.template,
+            mask: self.label_mask,
+            max_length: self.max_length,
+            image_strategy: self.images.strategy(),
+            video_fps: self.video_fps,
+            frames_upbound: self.frames_upbound,
+            limits: onevision_processor::DecodeLimits::default(),
+        }
+    }
+
     /// The base lr of a group.
     pub fn lr_of(&self, g: Group) -> f64 {
         match g {

@@ -25,10 +25,10 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use onevision_models::{LlavaOnevision, LlavaOnevisionConfig, Media};
-use onevision_processor::{DecodeLimits, Processor};
+use onevision_processor::Processor;
 
 use crate::checkpoint::{self, TrainState};
-use crate::data::{self, DataOptions, Dataset, Sample};
+use crate::data::{self, Dataset, Sample};
 use crate::example::{prepare, Example, PrepSettings};
 use crate::log::{JsonlLog, Progress, StepRecord};
 use crate::optim::{clip_grad_norm_ordered, AdamW, AdamWConfig, Grads};
@@ -71,14 +71,7 @@ pub fn run_config(dir: &Path, images: Images) -> Result<(LlavaOnevisionConfig, s
 
 /// The dataset, with its problems either refused (listing every one) or skipped and counted.
 fn load_data(cfg: &TrainConfig) -> Result<(Dataset, usize)> {
-    let ds = data::load(
-        &cfg.data,
-        &DataOptions {
-            image_folder: cfg.image_folder.clone(),
-            video_folder: cfg.video_folder.clone(),
-            seed: cfg.seed,
-        },
-    )?;
+    let ds = data::load(&cfg.data, &cfg.data_options())?;
     let bad = ds.problems.len();
     if bad > 0 && !cfg.skip_bad_samples {
         let list: Vec<String> = ds.problems.iter().map(|p| format!("  {p}")).collect();
@@ -251,15 +244,7 @@ pub fn train(cfg: &TrainConfig) -> Result<Summary> {
     let run = Run {
         cfg,
         proc,
-        prep: PrepSettings {
-            template: cfg.template,
-            mask: cfg.label_mask,
-            max_length: cfg.max_length,
-            image_strategy: cfg.images.strategy(),
-            video_fps: cfg.video_fps,
-            frames_upbound: cfg.frames_upbound,
-            limits: DecodeLimits::default(),
-        },
+        prep: cfg.prep_settings(),
         samples: ds.samples,
         device: device.clone(),
     };

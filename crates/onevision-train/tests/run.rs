@@ -307,3 +307,40 @@ fn bf16_compute_trains_close_to_f32() {
         );
     }
 }
+
+/// Each stage's output is the next stage's `--model`: stage 1 -> 1.5 -> 2-si, and the saved
+/// config records the AnyRes rule the stage trained with.
+#[test]
+fn stages_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut model = checkpoint("tied");
+    for (stage, data, rule) in [
+        (Stage::One, "case_stage1.jsonl", None),
+        (
+            Stage::OneHalf,
+            "case_multi_image.jsonl",
+            Some("anyres_max_4"),
+        ),
+        (Stage::TwoSi, "case_text.jsonl", Some("anyres_max_9")),
+    ] {
+        let out = tmp.path().join(stage.name());
+        let mut cfg = config("tied", data, &out);
+        let p = stage.preset();
+        cfg.model = model.clone();
+        cfg.stage = Some(stage);
+        cfg.parts = p.parts;
+        cfg.lr = p.lr;
+        cfg.vision_lr = p.vision_lr.unwrap_or(p.lr);
+        cfg.projector_lr = p.lr;
+        cfg.template = p.template;
+        cfg.images = p.images;
+        onevision_train::trainer::train(&cfg).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        let want = rule.unwrap_or("anyres_max_9"); // stage 1 keeps the input's rule
+        assert_eq!(saved["vision_aspect_ratio"], want, "{}", stage.name());
+        assert!(out.join("tokenizer.json").is_file() && out.join("chat_template.jinja").is_file());
+        model = out;
+    }
+}

@@ -217,27 +217,7 @@ pub fn train(cfg: &TrainConfig) -> Result<Summary> {
         truncated: 0,
     };
     if let Some(dir) = &cfg.resume {
-        let saved = checkpoint::load_state(dir)?;
-        if saved.fingerprint != st.fingerprint {
-            return Err(Error::Resume {
-                path: dir.clone(),
-                reason: format!(
-                    "it was trained with other settings:\n  saved: {}\n  now:   {}",
-                    saved.fingerprint, st.fingerprint
-                ),
-            });
-        }
-        if saved.total_steps != total {
-            return Err(Error::Resume {
-                path: dir.clone(),
-                reason: format!(
-                    "the run planned {} steps and this one plans {total} (the schedule would differ); pass the same --epochs/--max-steps and data",
-                    saved.total_steps
-                ),
-            });
-        }
-        opt.load_state_file(state.params(), &dir.join(checkpoint::OPTIMIZER))?;
-        st = saved;
+        st = resume(dir, st, &mut opt, &state)?;
         eprintln!("resumed          at step {} of {total}", st.step);
     }
 
@@ -280,29 +260,12 @@ pub fn train(cfg: &TrainConfig) -> Result<Summary> {
             st.step += 1;
             continue;
         }
-        // forward + backward
         let mut grads = Grads::new();
-        let mut loss = 0.0;
-        for mb in &mbs {
-            if mb.is_empty() {
-                continue;
-            }
-            let refs: Vec<&Example> = mb.iter().collect();
-            let r = forward_backward(
-                &model,
-                state.params(),
-                &refs,
-                step_tokens,
-                cfg.gradient_checkpointing,
-                &mut grads,
-            )?;
-            loss += r.loss;
-        }
+        let loss = forward_backward_all(&model, &state, &mbs, step_tokens, cfg, &mut grads)?;
         if let (0, Some(path)) = (k, &cfg.dump_grads) {
             let all: Vec<&Example> = mbs.iter().flatten().collect();
             dump(path, &model, &all, loss, &grads, &run.proc)?;
         }
-        // clip, step, schedule
         let grad_norm = clip_grad_norm_ordered(state.params(), &mut grads, cfg.max_grad_norm)?;
         let mult = schedule.multiplier(k);
         opt.step(state.params(), &grads, |g| cfg.lr_of(g) * mult)?;
@@ -312,36 +275,13 @@ pub fn train(cfg: &TrainConfig) -> Result<Summary> {
             model = state.build(cfg.dtype.dtype())?;
         }
         st.step += 1;
-        // log
-        let secs = t0.elapsed().as_secs_f64().max(1e-9);
-        let tokens: usize = mbs.iter().flatten().map(|e| e.tokens()).sum();
-        let samples = mbs.iter().map(Vec::len).sum::<usize>();
-        let lr: BTreeMap<String, f64> = cfg
-            .parts
-            .iter()
-            .map(|g| (g.name().to_string(), cfg.lr_of(*g) * mult))
-            .collect();
-        let rec = StepRecord {
-            step: st.step,
-            epoch: (st.micro_batches as f64) / (n.div_ceil(cfg.batch_size) as f64),
-            loss,
-            lr,
-            grad_norm,
-            tokens: tokens as u64,
-            samples_per_s: samples as f64 / secs,
-            tokens_per_s: tokens as f64 / secs,
-            skipped_samples: (bad + st.skipped) as u64,
-            truncated_samples: st.truncated as u64,
-        };
+        let rec = record(&st, &mbs, loss, grad_norm, mult, t0, n, bad, cfg);
         log.write(&rec)?;
         progress.update(&rec);
         losses.push(loss);
-        // save
-        if let Some(every) = cfg.save_steps {
-            if st.step % every == 0 && st.step < total {
-                let dir = checkpoint::step_dir(&cfg.output, st.step);
-                checkpoint::save(&dir, &state, &json, &weights_dir, Some((&st, &opt)))?;
-            }
+        if cfg.save_steps.is_some_and(|every| st.step % every == 0) && st.step < total {
+            let dir = checkpoint::step_dir(&cfg.output, st.step);
+            checkpoint::save(&dir, &state, &json, &weights_dir, Some((&st, &opt)))?;
         }
     }
     progress.finish();
@@ -363,6 +303,94 @@ pub fn train(cfg: &TrainConfig) -> Result<Summary> {
         truncated: st.truncated,
         output: cfg.output.clone(),
     })
+}
+
+/// Continues from a checkpoint's training state, refusing one made with other settings.
+fn resume(
+    dir: &Path,
+    fresh: TrainState,
+    opt: &mut AdamW,
+    state: &ModelState,
+) -> Result<TrainState> {
+    let saved = checkpoint::load_state(dir)?;
+    let refuse = |reason: String| Error::Resume {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    if saved.fingerprint != fresh.fingerprint {
+        return Err(refuse(format!(
+            "it was trained with other settings:\n  saved: {}\n  now:   {}",
+            saved.fingerprint, fresh.fingerprint
+        )));
+    }
+    if saved.total_steps != fresh.total_steps {
+        return Err(refuse(format!(
+            "the run planned {} steps and this one plans {} (the schedule would differ); pass the same --epochs/--max-steps and data",
+            saved.total_steps, fresh.total_steps
+        )));
+    }
+    opt.load_state_file(state.params(), &dir.join(checkpoint::OPTIMIZER))?;
+    Ok(saved)
+}
+
+/// Forward and backward of every micro-batch of a step, gradients summed into `grads`;
+/// returns the step's loss (the mean over its supervised tokens).
+fn forward_backward_all(
+    model: &LlavaOnevision,
+    state: &ModelState,
+    mbs: &[Vec<Example>],
+    step_tokens: usize,
+    cfg: &TrainConfig,
+    grads: &mut Grads,
+) -> Result<f64> {
+    let mut loss = 0.0;
+    for mb in mbs.iter().filter(|mb| !mb.is_empty()) {
+        let refs: Vec<&Example> = mb.iter().collect();
+        let r = forward_backward(
+            model,
+            state.params(),
+            &refs,
+            step_tokens,
+            cfg.gradient_checkpointing,
+            grads,
+        )?;
+        loss += r.loss;
+    }
+    Ok(loss)
+}
+
+/// The log line of a finished step.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    st: &TrainState,
+    mbs: &[Vec<Example>],
+    loss: f64,
+    grad_norm: f64,
+    mult: f64,
+    t0: Instant,
+    n_samples: usize,
+    bad: usize,
+    cfg: &TrainConfig,
+) -> StepRecord {
+    let secs = t0.elapsed().as_secs_f64().max(1e-9);
+    let tokens: usize = mbs.iter().flatten().map(|e| e.tokens()).sum();
+    let samples = mbs.iter().map(Vec::len).sum::<usize>();
+    StepRecord {
+        step: st.step,
+        epoch: (st.micro_batches as f64) / (n_samples.div_ceil(cfg.batch_size) as f64),
+        loss,
+        lr: cfg
+            .parts
+            .iter()
+            .map(|g| (g.name().to_string(), cfg.lr_of(*g) * mult))
+            .collect::<BTreeMap<_, _>>(),
+        grad_norm,
+        tokens: tokens as u64,
+        samples_per_s: samples as f64 / secs,
+        tokens_per_s: tokens as f64 / secs,
+        skipped_samples: (bad + st.skipped) as u64,
+        truncated_samples: st.truncated as u64,
+    }
 }
 
 /// The pad id of dumped batches: the tokenizer's `<|endoftext|>` (Qwen2's pad token), else 0.

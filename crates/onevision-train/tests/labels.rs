@@ -5,7 +5,6 @@
 //! and the tiny one of the test checkpoints), both label masks, token for token.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use onevision_processor::TextTokenizer;
@@ -31,28 +30,17 @@ fn fixture() -> &'static Value {
     })
 }
 
-/// The real Qwen2 tokenizer: tokenizer.json.xz decompressed (by the `xz` tool: this crate has
-/// no xz decoder among its dependencies) next to its tokenizer_config.json in a temporary
-/// directory, loaded once.
+/// The real Qwen2 tokenizer: tokenizer.json.xz decompressed next to its tokenizer_config.json
+/// in a temporary directory, loaded once.
 fn qwen2() -> &'static TextTokenizer {
     static QWEN2: OnceLock<TextTokenizer> = OnceLock::new();
     QWEN2.get_or_init(|| {
         let src = root().join("fixtures/tokenizer/qwen2");
         let dir = tempfile::tempdir().expect("temp dir");
-        let out = Command::new("xz")
-            .arg("-dc")
-            .arg(src.join("tokenizer.json.xz"))
-            .output()
-            .expect(
-                "run `xz -dc` on fixtures/tokenizer/qwen2/tokenizer.json.xz (install xz-utils)",
-            );
-        assert!(
-            out.status.success(),
-            "xz -dc failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(dir.path().join("tokenizer.json"), &out.stdout)
-            .expect("write tokenizer.json");
+        let xz = std::fs::read(src.join("tokenizer.json.xz")).expect("tokenizer.json.xz");
+        let mut raw = Vec::new();
+        lzma_rs::xz_decompress(&mut &xz[..], &mut raw).expect("unxz tokenizer.json.xz");
+        std::fs::write(dir.path().join("tokenizer.json"), &raw).expect("write tokenizer.json");
         std::fs::copy(
             src.join("tokenizer_config.json"),
             dir.path().join("tokenizer_config.json"),

@@ -106,8 +106,10 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.act.forward(&self.gate.forward(x)?)?;
-        Ok(self.down.forward(&(g * self.up.forward(x)?)?)?)
+        let h = self
+            .act
+            .gated(&self.gate.forward(x)?, &self.up.forward(x)?)?;
+        Ok(self.down.forward(&h)?)
     }
 }
 

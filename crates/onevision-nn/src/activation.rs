@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use crate::simd::{activation_fused, FusedActivation};
+use crate::simd::{activation_fused, activation_train, silu_mul_train, FusedActivation};
 
 /// An activation function. Parsed from config strings at load; see [`Activation::parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +40,25 @@ impl Activation {
             if let Some(y) = activation_fused(x, act)? {
                 return Ok(y);
             }
+            if let Some(y) = activation_train(x, act)? {
+                return Ok(y);
+            }
         }
         self.forward_reference(x)
+    }
+
+    /// `act(gate)·up` (a gated MLP's middle). Under a gradient, SiLU runs as one fused
+    /// differentiable op; otherwise this is `forward(gate) * up`.
+    ///
+    /// # Shapes
+    /// `gate`, `up`: the same shape -> that shape
+    pub fn gated(self, gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+        if self == Self::Silu {
+            if let Some(y) = silu_mul_train(gate, up)? {
+                return Ok(y);
+            }
+        }
+        self.forward(gate)? * up
     }
 
     /// candle's ops: the differentiable reference.

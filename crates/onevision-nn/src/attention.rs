@@ -33,7 +33,9 @@ impl Mask {
 /// decode step used to copy the whole cache `h / kvh` times per layer).
 ///
 /// Runs [`attention_fused`](crate::attention_fused::attention_fused) where it applies (CPU,
-/// f32/bf16 with AVX-512, prefill-sized, no gradient), else [`attention_reference`].
+/// f32/bf16 with AVX-512, prefill-sized, no gradient), its differentiable form
+/// [`attention_train`](crate::attention_grad::attention_train) for f32 under a gradient, else
+/// [`attention_reference`].
 ///
 /// # Shapes
 /// `q`: (b, h, t, d); `k`, `v`: (b, kvh, s, d) -> (b, h, t, d)
@@ -48,6 +50,13 @@ pub fn attention(
     // included), so nothing is copied before it.
     if let Some(y) = crate::attention_fused::attention_fused(q, k, v, scale, mask)? {
         return Ok(y);
+    }
+    // Taking part in a gradient (training): the same kernel as one differentiable op whose
+    // backward recomputes the probabilities, instead of the reference's kept score matrices.
+    if q.track_op() || k.track_op() || v.track_op() {
+        if let Some(y) = crate::attention_grad::attention_train(q, k, v, scale, mask)? {
+            return Ok(y);
+        }
     }
     let (k, v) = (rows_in_place(k)?, rows_in_place(v)?);
     attention_reference(q, &k, &v, scale, mask)

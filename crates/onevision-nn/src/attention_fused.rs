@@ -27,7 +27,7 @@ const QB: usize = 4 * TILE_ROWS;
 pub const MIN_QUERIES: usize = 16;
 
 /// Element types with a fused path.
-trait FusedElement: Element + StoreF32 + candle_core::WithDType {
+pub(crate) trait FusedElement: Element + StoreF32 + candle_core::WithDType {
     /// `out = Σ_j p[j]·v[j·d..(j + 1)·d]`.
     ///
     /// # Safety
@@ -101,16 +101,48 @@ pub fn attention_fused(
 }
 
 /// Where element `(b, h, s, 0)` of a 4-d view lies and its strides, the last axis contiguous.
-struct View<'a, T> {
-    data: &'a [T],
-    start: usize,
-    stride: [usize; 3],
+pub(crate) struct View<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) start: usize,
+    pub(crate) stride: [usize; 3],
 }
 
-impl<'a, T: FusedElement> View<'a, T> {
-    fn row(&self, b: usize, h: usize, s: usize) -> usize {
+impl<'a, T> View<'a, T> {
+    pub(crate) fn row(&self, b: usize, h: usize, s: usize) -> usize {
         self.start + b * self.stride[0] + h * self.stride[1] + s * self.stride[2]
     }
+}
+
+impl<'a, T: candle_core::WithDType> View<'a, T> {
+    /// The view of a 4-d CPU storage with its last axis contiguous.
+    pub(crate) fn from_parts(
+        storage: &'a candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<Self> {
+        let st = layout.stride();
+        if st.len() != 4 || st[3] != 1 {
+            candle_core::bail!(
+                "fused attention: the head axis of {:?} is not contiguous",
+                layout.shape()
+            );
+        }
+        Ok(View {
+            data: T::cpu_storage_as_slice(storage)?,
+            start: layout.start_offset(),
+            stride: [st[0], st[1], st[2]],
+        })
+    }
+}
+
+/// The sizes of one attention call: `q` (b, h, t, d) against `k`, `v` (b, kvh, s, d).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dims {
+    pub b: usize,
+    pub h: usize,
+    pub kvh: usize,
+    pub t: usize,
+    pub s: usize,
+    pub d: usize,
 }
 
 fn with_view<T: FusedElement, R>(
@@ -118,22 +150,8 @@ fn with_view<T: FusedElement, R>(
     f: impl FnOnce(View<'_, T>) -> candle_core::Result<R>,
 ) -> candle_core::Result<R> {
     let (storage, layout) = x.storage_and_layout();
-    let st = layout.stride();
-    if st[3] != 1 {
-        candle_core::bail!(
-            "fused attention: the head axis of {:?} is not contiguous",
-            x.shape()
-        );
-    }
     match &*storage {
-        candle_core::Storage::Cpu(cpu) => {
-            let data = T::cpu_storage_as_slice(cpu)?;
-            f(View {
-                data,
-                start: layout.start_offset(),
-                stride: [st[0], st[1], st[2]],
-            })
-        }
+        candle_core::Storage::Cpu(cpu) => f(View::from_parts(cpu, layout)?),
         _ => candle_core::bail!("fused attention: not a CPU tensor"),
     }
 }
@@ -147,80 +165,102 @@ fn run<T: FusedElement>(
 ) -> candle_core::Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
     let (_, kvh, s, _) = k.dims4()?;
-    let rep = h / kvh;
-    let visible = |pos: usize| mask.visible_keys(pos, s);
-    let s_max = visible(t - 1);
-    let scale = scale as f32;
-    let mut out = vec![<T as Element>::zero(); b * h * t * d];
-    with_view::<T, _>(q, |qv| {
+    let dims = Dims { b, h, kvh, t, s, d };
+    let out = with_view::<T, _>(q, |qv| {
         with_view::<T, _>(k, |kv| {
             with_view::<T, _>(v, |vv| {
-                // Keys as the (s, d) operand of q·kᵀ, values transposed as the (d, s) operand
-                // of p·v, once per key/value head.
-                let packed: Vec<(PackedB<T>, PackedB<T>)> = (0..b * kvh)
-                    .into_par_iter()
-                    .map(|bg| {
-                        let (bi, g) = (bg / kvh, bg % kvh);
-                        let keys =
-                            PackedB::new(s_max, d, false, |j, kk| kv.data[kv.row(bi, g, j) + kk]);
-                        let values =
-                            PackedB::new(d, s_max, false, |j, kk| vv.data[vv.row(bi, g, kk) + j]);
-                        (keys, values)
-                    })
-                    .collect();
-                let blocks = t.div_ceil(QB);
-                let outp = SendPtr(out.as_mut_ptr());
-                (0..b * h * blocks)
-                    .into_par_iter()
-                    .for_each_init(Scratch::default, |scr, task| {
-                        let (bh, blk) = (task / blocks, task % blocks);
-                        let (bi, hq) = (bh / h, bh % h);
-                        let (keys, values) = &packed[bi * kvh + hq / rep];
-                        let q0 = blk * QB;
-                        let qb = QB.min(t - q0);
-                        let s_blk = visible(q0 + qb - 1);
-                        let ld = s_blk.next_multiple_of(TILE_COLS);
-                        scr.scores.resize(qb.next_multiple_of(TILE_ROWS) * ld, 0.0);
-                        let qrow = |i: usize| {
-                            let at = qv.row(bi, hq, q0 + i);
-                            &qv.data[at..at + d]
-                        };
-                        pack_a(qb, d, qrow, |x| x, &mut scr.packed);
-                        let packed_q = ALayout::Packed(&scr.packed);
-                        product(packed_q, qb, d, keys, 0, s_blk, &mut scr.scores, ld);
-                        // Probabilities in the compute dtype, row-major, zero past each row's
-                        // visible keys and in the padding rows: the A operand of p·v in place.
-                        let rows = qb.next_multiple_of(TILE_ROWS);
-                        scr.probs.clear();
-                        scr.probs.resize(rows * ld, <T as Element>::zero());
-                        for i in 0..qb {
-                            let row = &mut scr.scores[i * ld..i * ld + s_blk];
-                            let vis = visible(q0 + i);
-                            softmax_scaled(&mut row[..vis], scale);
-                            T::store(&row[..vis], &mut scr.probs[i * ld..i * ld + vis]);
-                        }
-                        let ldo = d.next_multiple_of(TILE_COLS);
-                        scr.out.resize(rows * ldo, 0.0);
-                        let probs = ALayout::Rows {
-                            data: &scr.probs,
-                            ld,
-                        };
-                        product(probs, qb, s_blk, values, 0, d, &mut scr.out, ldo);
-                        for i in 0..qb {
-                            let at = ((bi * t + q0 + i) * h + hq) * d;
-                            // SAFETY: each task owns rows q0..q0+qb of head (bi, hq) of `out`, laid out
-                            // (b, t, h, d).
-                            let dst =
-                                unsafe { std::slice::from_raw_parts_mut(outp.get().add(at), d) };
-                            T::store(&scr.out[i * ldo..i * ldo + d], dst);
-                        }
-                    });
-                Ok(())
+                Ok(run_views(&qv, &kv, &vv, dims, scale, mask, None))
             })
         })
     })?;
     // Written as (b, t, h, d): the caller's transpose back to (b, t, h·d) is then free.
     Tensor::from_vec(out, (b, t, h, d), q.device())?.transpose(1, 2)
+}
+
+/// The many-query attention on views; returns the output laid out (b, t, h, d). With `lse`
+/// ((b, h, t) f32), each row's log-sum-exp of its scaled scores is written there too (what a
+/// backward needs to recompute the probabilities).
+pub(crate) fn run_views<T: FusedElement>(
+    qv: &View<'_, T>,
+    kv: &View<'_, T>,
+    vv: &View<'_, T>,
+    dims: Dims,
+    scale: f64,
+    mask: Mask,
+    lse: Option<&mut [f32]>,
+) -> Vec<T> {
+    let Dims { b, h, kvh, t, s, d } = dims;
+    let rep = h / kvh;
+    let visible = |pos: usize| mask.visible_keys(pos, s);
+    let s_max = visible(t - 1);
+    let scale = scale as f32;
+    let mut out = vec![<T as Element>::zero(); b * h * t * d];
+    let lsep = lse.map(|l| {
+        assert_eq!(l.len(), b * h * t, "log-sum-exp buffer");
+        SendPtr(l.as_mut_ptr())
+    });
+    // Keys as the (s, d) operand of q·kᵀ, values transposed as the (d, s) operand
+    // of p·v, once per key/value head.
+    let packed: Vec<(PackedB<T>, PackedB<T>)> = (0..b * kvh)
+        .into_par_iter()
+        .map(|bg| {
+            let (bi, g) = (bg / kvh, bg % kvh);
+            let keys = PackedB::new(s_max, d, false, |j, kk| kv.data[kv.row(bi, g, j) + kk]);
+            let values = PackedB::new(d, s_max, false, |j, kk| vv.data[vv.row(bi, g, kk) + j]);
+            (keys, values)
+        })
+        .collect();
+    let blocks = t.div_ceil(QB);
+    let outp = SendPtr(out.as_mut_ptr());
+    (0..b * h * blocks)
+        .into_par_iter()
+        .for_each_init(Scratch::default, |scr, task| {
+            let (bh, blk) = (task / blocks, task % blocks);
+            let (bi, hq) = (bh / h, bh % h);
+            let (keys, values) = &packed[bi * kvh + hq / rep];
+            let q0 = blk * QB;
+            let qb = QB.min(t - q0);
+            let s_blk = visible(q0 + qb - 1);
+            let ld = s_blk.next_multiple_of(TILE_COLS);
+            scr.scores.resize(qb.next_multiple_of(TILE_ROWS) * ld, 0.0);
+            let qrow = |i: usize| {
+                let at = qv.row(bi, hq, q0 + i);
+                &qv.data[at..at + d]
+            };
+            pack_a(qb, d, qrow, |x| x, &mut scr.packed);
+            let packed_q = ALayout::Packed(&scr.packed);
+            product(packed_q, qb, d, keys, 0, s_blk, &mut scr.scores, ld);
+            // Probabilities in the compute dtype, row-major, zero past each row's
+            // visible keys and in the padding rows: the A operand of p·v in place.
+            let rows = qb.next_multiple_of(TILE_ROWS);
+            scr.probs.clear();
+            scr.probs.resize(rows * ld, <T as Element>::zero());
+            for i in 0..qb {
+                let row = &mut scr.scores[i * ld..i * ld + s_blk];
+                let vis = visible(q0 + i);
+                let l = softmax_scaled(&mut row[..vis], scale);
+                if let Some(p) = &lsep {
+                    // SAFETY: each task owns rows q0..q0+qb of head (bi, hq) of `lse`.
+                    unsafe { *p.get().add(bh * t + q0 + i) = l };
+                }
+                T::store(&row[..vis], &mut scr.probs[i * ld..i * ld + vis]);
+            }
+            let ldo = d.next_multiple_of(TILE_COLS);
+            scr.out.resize(rows * ldo, 0.0);
+            let probs = ALayout::Rows {
+                data: &scr.probs,
+                ld,
+            };
+            product(probs, qb, s_blk, values, 0, d, &mut scr.out, ldo);
+            for i in 0..qb {
+                let at = ((bi * t + q0 + i) * h + hq) * d;
+                // SAFETY: each task owns rows q0..q0+qb of head (bi, hq) of `out`, laid out
+                // (b, t, h, d).
+                let dst = unsafe { std::slice::from_raw_parts_mut(outp.get().add(at), d) };
+                T::store(&scr.out[i * ldo..i * ldo + d], dst);
+            }
+        });
+    out
 }
 
 /// Attention for a few queries (decoding): per key/value head, the `h / kvh · t` query rows'
@@ -301,13 +341,13 @@ impl<T> Default for Scratch<T> {
     }
 }
 
-/// `x = softmax(x·scale)` over one row.
-fn softmax_scaled(x: &mut [f32], scale: f32) {
+/// `x = softmax(x·scale)` over one row; returns the row's log-sum-exp `ln Σ e^(x·scale)`.
+fn softmax_scaled(x: &mut [f32], scale: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if gemm_nt::has_f32() {
         // SAFETY: AVX-512F is present.
-        unsafe { x86::softmax_scaled(x, scale) };
-        return;
+        let (max, sum) = unsafe { x86::softmax_scaled(x, scale) };
+        return max + sum.ln();
     }
     for v in x.iter_mut() {
         *v *= scale;
@@ -320,6 +360,7 @@ fn softmax_scaled(x: &mut [f32], scale: f32) {
     }
     let inv = 1.0 / sum;
     x.iter_mut().for_each(|v| *v *= inv);
+    max + sum.ln()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -362,8 +403,9 @@ pub(crate) mod x86 {
         }
     }
 
+    /// Softmax in place; returns the row's maximum and the sum of `e^(x - max)`.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn softmax_scaled(x: &mut [f32], scale: f32) {
+    pub unsafe fn softmax_scaled(x: &mut [f32], scale: f32) -> (f32, f32) {
         let n = x.len();
         let full = n / 16 * 16;
         let tail: __mmask16 = ((1u32 << (n % 16)) - 1) as u16;
@@ -396,7 +438,8 @@ pub(crate) mod x86 {
             _mm512_mask_storeu_ps(p.add(i), tail, e);
             vsum = _mm512_mask_add_ps(vsum, tail, vsum, e);
         }
-        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(vsum));
+        let total = _mm512_reduce_add_ps(vsum);
+        let inv = _mm512_set1_ps(1.0 / total);
         i = 0;
         while i < full {
             _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), inv));
@@ -406,6 +449,7 @@ pub(crate) mod x86 {
             let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p.add(i)), inv);
             _mm512_mask_storeu_ps(p.add(i), tail, v);
         }
+        (_mm512_cvtss_f32(max), total)
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod attention;
 pub mod attention_fused;
+pub mod attention_grad;
 pub mod dtype;
 pub mod error;
 pub mod gemm_nt;

@@ -5,7 +5,9 @@
 //! same formula in the same dtypes: statistics in f32, the same roundings to the input dtype.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Module, Shape, Tensor, D,
+};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -64,6 +66,13 @@ impl Module for LayerNorm {
     /// # Shapes
     /// `x`: (..., d) -> (..., d)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if train_applies(x, &[&self.weight, &self.bias]) {
+            let op = NormTrain {
+                kind: Kind::Layer,
+                eps: self.eps as f32,
+            };
+            return x.contiguous()?.apply_op3(&self.weight, &self.bias, op);
+        }
         if self.weight.track_op() || self.bias.track_op() {
             // A trained norm: its weights need the differentiable path (the row kernel's copy
             // of them would also go stale after an update).
@@ -114,6 +123,13 @@ impl Module for RmsNorm {
     /// # Shapes
     /// `x`: (..., d) -> (..., d)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if train_applies(x, &[&self.weight]) {
+            let op = NormTrain {
+                kind: Kind::Rms,
+                eps: self.eps as f32,
+            };
+            return x.contiguous()?.apply_op2(&self.weight, op);
+        }
         if self.weight.track_op() {
             // A trained norm (see LayerNorm::forward).
             return self.forward_reference(x);
@@ -265,11 +281,272 @@ impl CustomOp1 for RowNorm {
     }
 }
 
+/// Whether the differentiable one-pass norm applies: f32 on the CPU, something taking part in
+/// a gradient.
+fn train_applies(x: &Tensor, params: &[&Tensor]) -> bool {
+    x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && params.iter().all(|p| p.dtype() == DType::F32)
+        && (x.track_op() || params.iter().any(|p| p.track_op()))
+}
+
+/// LayerNorm (x, weight, bias) or RMSNorm (x, weight) over the last axis as one differentiable
+/// op (training, f32): the row kernel's arithmetic, weights read from their tensors at every
+/// call. The backward recomputes each row's statistics from `x`:
+/// - LayerNorm: `x̂ = (x - μ)·r`, `g = dy∘w`, `dx = r·(g - mean(g) - x̂·mean(g∘x̂))`,
+///   `dw = Σ dy∘x̂`, `db = Σ dy`;
+/// - RMSNorm: `x̂ = x·r`, `g = dy∘w`, `dx = r·(g - x̂·mean(g∘x̂))`, `dw = Σ dy∘x̂`,
+///
+/// with `r = 1/sqrt(var + eps)` (or `mean(x²) + eps`). A frozen weight gets no gradient.
+struct NormTrain {
+    kind: Kind,
+    eps: f32,
+}
+
+/// Rows per parallel task of [`NormTrain`].
+const NORM_ROWS: usize = 64;
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, len: usize) -> candle_core::Result<&'a [f32]> {
+    let (CpuStorage::F32(v), Some((a, b))) = (s, l.contiguous_offsets()) else {
+        candle_core::bail!("norm-train: operands must be contiguous f32");
+    };
+    if b - a != len {
+        candle_core::bail!("norm-train: operand of {} elements, expected {len}", b - a);
+    }
+    Ok(&v[a..b])
+}
+
+impl NormTrain {
+    /// Each row's normalization `x̂` (in place) and its `r`.
+    fn normalize(&self, x: &mut [f32]) -> f32 {
+        let n = x.len() as f32;
+        match self.kind {
+            Kind::Layer => {
+                let mean = lanes_sum(x, |v| v) / n;
+                x.iter_mut().for_each(|v| *v -= mean);
+                let var = lanes_sum(x, |v| v * v) / n;
+                let r = 1.0 / (var + self.eps).sqrt();
+                x.iter_mut().for_each(|v| *v *= r);
+                r
+            }
+            Kind::Rms => {
+                let ms = lanes_sum(x, |v| v * v) / n;
+                let r = 1.0 / (ms + self.eps).sqrt();
+                x.iter_mut().for_each(|v| *v *= r);
+                r
+            }
+        }
+    }
+
+    fn forward(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = *x.1.dims().last().unwrap_or(&0);
+        let xs = f32_slice(x.0, x.1, x.1.shape().elem_count())?;
+        let ws = f32_slice(w.0, w.1, d)?;
+        let bs = match b {
+            Some((s, l)) => Some(f32_slice(s, l, d)?),
+            None => None,
+        };
+        let mut out = xs.to_vec();
+        out.par_chunks_mut(d * NORM_ROWS).for_each(|rows| {
+            for row in rows.chunks_mut(d) {
+                match (self.kind, bs) {
+                    // The row kernel's LayerNorm: `(x - μ)·r·w + b`.
+                    (Kind::Layer, Some(bs)) => {
+                        let n = d as f32;
+                        let mean = lanes_sum(row, |v| v) / n;
+                        row.iter_mut().for_each(|v| *v -= mean);
+                        let var = lanes_sum(row, |v| v * v) / n;
+                        let inv = 1.0 / (var + self.eps).sqrt();
+                        for ((v, w), b) in row.iter_mut().zip(ws).zip(bs) {
+                            *v = *v * inv * w + b;
+                        }
+                    }
+                    _ => {
+                        self.normalize(row);
+                        row.iter_mut().zip(ws).for_each(|(v, w)| *v *= w);
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), x.1.shape().clone()))
+    }
+
+    /// (dx, dw, db) where each is needed.
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = x.dim(D::Minus1)?;
+        let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let dys = dy.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let ws = w.flatten_all()?.to_vec1::<f32>()?;
+        let (want_dx, want_dw) = (x.track_op(), w.track_op());
+        let want_db = b.is_some_and(|b| b.track_op());
+        let mut dx = vec![0f32; if want_dx { xs.len() } else { 0 }];
+        let chunk = d * NORM_ROWS;
+        let tasks = xs.len().div_ceil(chunk.max(1));
+        // Per task: its rows of dx, and partial sums of dw and db.
+        let partial = |ti: usize, dx: &mut [f32]| -> (Vec<f32>, Vec<f32>) {
+            let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
+            let lo = ti * chunk;
+            let hi = (lo + chunk).min(xs.len());
+            let mut xh = vec![0f32; d];
+            let mut g = vec![0f32; d];
+            for (ri, at) in (lo..hi).step_by(d).enumerate() {
+                xh.copy_from_slice(&xs[at..at + d]);
+                let r = self.normalize(&mut xh);
+                let dyr = &dys[at..at + d];
+                if want_dw {
+                    dw.iter_mut()
+                        .zip(dyr.iter().zip(&xh))
+                        .for_each(|(a, (g, x))| *a += g * x);
+                }
+                if want_db {
+                    db.iter_mut().zip(dyr).for_each(|(a, g)| *a += g);
+                }
+                if want_dx {
+                    g.iter_mut()
+                        .zip(dyr.iter().zip(&ws))
+                        .for_each(|(o, (a, b))| *o = a * b);
+                    let n = d as f32;
+                    let mgx = lanes_sum_pair(&g, &xh) / n;
+                    let mg = match self.kind {
+                        Kind::Layer => lanes_sum(&g, |v| v) / n,
+                        Kind::Rms => 0.0,
+                    };
+                    let out = &mut dx[ri * d..(ri + 1) * d];
+                    for ((o, gv), xv) in out.iter_mut().zip(&g).zip(&xh) {
+                        *o = r * (gv - mg - xv * mgx);
+                    }
+                }
+            }
+            (dw, db)
+        };
+        let parts: Vec<(Vec<f32>, Vec<f32>)> = if want_dx {
+            dx.par_chunks_mut(chunk)
+                .enumerate()
+                .map(|(ti, out)| partial(ti, out))
+                .collect()
+        } else {
+            (0..tasks)
+                .into_par_iter()
+                .map(|ti| partial(ti, &mut []))
+                .collect()
+        };
+        let sum = |which: usize| -> Vec<f32> {
+            let mut acc = vec![0f32; d];
+            for p in &parts {
+                let v = if which == 0 { &p.0 } else { &p.1 };
+                acc.iter_mut().zip(v).for_each(|(a, x)| *a += x);
+            }
+            acc
+        };
+        let dev = x.device();
+        let dx = if want_dx {
+            Some(Tensor::from_vec(dx, x.shape(), dev)?)
+        } else {
+            None
+        };
+        let dw = if want_dw {
+            Some(Tensor::from_vec(sum(0), d, dev)?)
+        } else {
+            None
+        };
+        let db = if want_db {
+            Some(Tensor::from_vec(sum(1), d, dev)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+/// `Σ a∘b` over 16 interleaved partial sums.
+fn lanes_sum_pair(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for ((s, p), q) in acc.iter_mut().zip(x).zip(y) {
+            *s += p * q;
+        }
+    }
+    for ((s, p), q) in acc.iter_mut().zip(ra).zip(rb) {
+        *s += p * q;
+    }
+    acc.iter().sum()
+}
+
+impl CustomOp2 for NormTrain {
+    fn name(&self) -> &'static str {
+        "norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(x, w, None, dy)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for NormTrain {
+    fn name(&self) -> &'static str {
+        "norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(x, w, Some(b), dy)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::Device;
 
     use super::*;
+    use crate::test_util::max_abs_diff;
 
     /// The one-pass kernels equal the candle-ops forwards in f32 and bf16 (the latter to one
     /// bf16 rounding: summation order may flip a rounding), with a row length that is not a
@@ -313,5 +590,63 @@ mod tests {
                 assert!(err <= tol, "{name} {dt:?}: relative error {err}");
             }
         }
+    }
+
+    /// Under a gradient (trained or frozen weights, tracked input) the one-pass op gives the
+    /// reference's values and gradients.
+    #[test]
+    fn train_norms_match_reference() {
+        use candle_core::Var;
+        let dev = Device::Cpu;
+        let d = 37;
+        let x =
+            Var::from_tensor(&(Tensor::randn(0f32, 2.0, (3, 70, d), &dev).unwrap() + 0.7).unwrap())
+                .unwrap();
+        let w = Var::randn(1f32, 0.2, d, &dev).unwrap();
+        let b = Var::randn(0f32, 0.2, d, &dev).unwrap();
+        let mix = Tensor::randn(0f32, 1.0, (3, 70, d), &dev).unwrap();
+        let check = |got: &Tensor, want: &Tensor, vars: &[&Var], name: &str| {
+            let f = max_abs_diff(got, want);
+            assert!(f <= 1e-5, "{name}: forward differs by {f}");
+            let g1 = (got * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (want * &mix)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in vars {
+                let (a, e) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+                let diff = max_abs_diff(a, e);
+                let scale = crate::test_util::max_abs(e);
+                assert!(
+                    diff <= 1e-5 * scale,
+                    "{name}: gradient differs by {diff} of {scale}"
+                );
+            }
+        };
+        let ln =
+            LayerNorm::from_tensors(w.as_tensor().clone(), b.as_tensor().clone(), 1e-6).unwrap();
+        check(
+            &ln.forward(&x).unwrap(),
+            &ln.forward_reference(&x).unwrap(),
+            &[&x, &w, &b],
+            "layer",
+        );
+        let rms = RmsNorm::from_tensors(w.as_tensor().clone(), 1e-6).unwrap();
+        check(
+            &rms.forward(&x).unwrap(),
+            &rms.forward_reference(&x).unwrap(),
+            &[&x, &w],
+            "rms",
+        );
+        // Frozen weights: only the input's gradient.
+        let frozen = RmsNorm::from_tensors(w.as_tensor().detach(), 1e-6).unwrap();
+        check(
+            &frozen.forward(&x).unwrap(),
+            &frozen.forward_reference(&x).unwrap(),
+            &[&x],
+            "rms frozen",
+        );
     }
 }

@@ -66,6 +66,19 @@ pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Resu
             .contiguous()?
             .apply_op3_no_bwd(&cos.contiguous()?, &sin.contiguous()?, &RopeOp);
     }
+    // Under a gradient (training) with constant tables: the same pass as one differentiable op
+    // (the reference keeps six tensors per call in the graph).
+    let train = x.device().is_cpu()
+        && x.track_op()
+        && !(cos.track_op() || sin.track_op())
+        && x.dtype() == DType::F32
+        && cos.dtype() == DType::F32
+        && sin.dtype() == DType::F32;
+    if train {
+        return x
+            .contiguous()?
+            .apply_op3(&cos.contiguous()?, &sin.contiguous()?, RopeOp);
+    }
     apply_rotary_reference(x, cos, sin)
 }
 
@@ -170,6 +183,27 @@ impl CustomOp3 for RopeOp {
         };
         Ok((storage, lx.shape().clone()))
     }
+
+    /// `y = x·cos + R(x)·sin` with `R(x) = cat(-x₂, x₁)` is linear in `x`:
+    /// `dx = dy·cos + Rᵀ(dy·sin)`, `Rᵀ(z) = cat(z₂, -z₁)`. The tables are constants.
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = dy.dim(D::Minus1)?;
+        let ds = dy.broadcast_mul(&sin.detach())?;
+        let (z1, z2) = (
+            ds.narrow(D::Minus1, 0, d / 2)?,
+            ds.narrow(D::Minus1, d / 2, d / 2)?,
+        );
+        let rt = Tensor::cat(&[&z2, &z1.neg()?], D::Minus1)?;
+        let dx = (dy.broadcast_mul(&cos.detach())? + rt)?;
+        Ok((Some(dx), None, None))
+    }
 }
 
 #[cfg(test)]
@@ -199,5 +233,32 @@ mod tests {
                 .unwrap();
             assert_eq!(max_abs_diff(&got, &want), 0.0, "{dt:?}");
         }
+    }
+
+    /// Under a gradient the op gives the reference's values and input gradient.
+    #[test]
+    fn rotary_gradient_equals_reference() {
+        let dev = Device::Cpu;
+        let rope = RotaryEmbedding::new(16, 10000.0);
+        let (cos, sin) = rope.cos_sin(0, 7, DType::F32, &dev).unwrap();
+        let x = candle_core::Var::randn(0f32, 1.0, (2, 3, 7, 16), &dev).unwrap();
+        let mix = Tensor::randn(0f32, 1.0, (2, 3, 7, 16), &dev).unwrap();
+        let got = apply_rotary(x.as_tensor(), &cos, &sin).unwrap();
+        let want = apply_rotary_reference(x.as_tensor(), &cos, &sin).unwrap();
+        assert_eq!(max_abs_diff(&got, &want), 0.0);
+        let g1 = (&got * &mix)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (&want * &mix)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let d = max_abs_diff(g1.get(&x).unwrap(), g2.get(&x).unwrap());
+        assert!(d <= 1e-6, "gradient differs by {d}");
     }
 }

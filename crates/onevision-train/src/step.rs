@@ -15,12 +15,14 @@
 //! and divided by the number of supervised tokens of the whole optimizer step (see
 //! [`crate::trainer`] for why that count).
 //!
-//! Without checkpointing the whole chain is one graph and one `backward`. With it, the
-//! forward keeps only each segment's input (detached), and the backward recomputes the
-//! segments from the last: segment `k`'s input becomes a `Var`, `sum(y_k · g_{k+1})` is
-//! differentiated, which yields the parameter gradients of `k` and `g_k` for the segment
-//! before. Both modes run the same segment code. Segments before the first one with trainable
-//! parameters are never differentiated (a frozen vision tower runs without a graph).
+//! Both modes differentiate the chain segment by segment, from the last: segment `k`'s input is
+//! a `Var`, `sum(y_k · g_{k+1})` is differentiated, which yields the parameter gradients of `k`
+//! and `g_k` for the segment before, and segment `k`'s graph is dropped. Without checkpointing
+//! the forward keeps every segment's graph (so activations are freed during the backward, as
+//! PyTorch frees its saved tensors, rather than all at its end); with it, the forward keeps only
+//! each segment's input (detached) and the backward recomputes the segment. Both modes run the
+//! same segment code. Segments before the first one with trainable parameters are never
+//! differentiated (a frozen vision tower runs without a graph).
 //!
 //! Right padding needs no attention mask: a real position never attends to a later one, so a
 //! pad only ever influences pad positions, whose outputs carry no label.
@@ -283,22 +285,69 @@ pub fn forward_backward(
     let loss = if checkpointing {
         run_checkpointed(&ctx, &segs, first, params, grads)?
     } else {
-        let mut x: Option<Tensor> = None;
-        for (k, &seg) in segs.iter().enumerate() {
-            let y = ctx.run(seg, x.as_ref())?;
-            // A frozen prefix stays outside the graph.
-            x = Some(if k < first { y.detach() } else { y });
-        }
-        let loss = x.expect("the chain ends with the head");
-        if first < segs.len() {
-            collect(&loss.backward()?, params, grads)?;
-        }
-        loss
+        run_kept(&ctx, &segs, first, params, grads)?
     };
     Ok(MicroResult {
         loss: loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
         supervised,
     })
+}
+
+/// Without checkpointing: every segment's graph is kept from the forward (nothing is
+/// recomputed), but the backward still goes segment by segment, last first, so that each
+/// segment's activations are freed as soon as its gradients are out (as PyTorch frees saved
+/// tensors during `backward`); one graph for the whole chain would hold all of them until the
+/// end. The numbers are those of one graph: the gradient handed to segment `k` is the sum its
+/// input received in segment `k + 1`, and `sum(y_k · g)` passes `g` on exactly.
+fn run_kept(
+    ctx: &Ctx,
+    segs: &[Seg],
+    first: usize,
+    params: &[Param],
+    grads: &mut Grads,
+) -> Result<Tensor> {
+    // A frozen prefix runs without a graph.
+    let mut x: Option<Tensor> = None;
+    for &seg in &segs[..first] {
+        x = Some(ctx.run(seg, x.as_ref())?.detach());
+    }
+    // From the first trained segment on: each segment's input is a fresh `Var` (the root of
+    // its own graph), its output is kept with the graph.
+    let mut kept: Vec<(Option<Var>, Tensor)> = Vec::with_capacity(segs.len() - first);
+    for (k, &seg) in segs.iter().enumerate().skip(first) {
+        let input = match (&x, k > first) {
+            (Some(t), true) => Some(Var::from_tensor(t)?),
+            _ => None,
+        };
+        let x_in = match &input {
+            Some(v) => Some(v.as_tensor().clone()),
+            None => x.clone(),
+        };
+        let y = ctx.run(seg, x_in.as_ref())?;
+        x = Some(y.detach());
+        kept.push((input, y));
+    }
+    let loss = x.expect("the chain ends with the head");
+    let mut g: Option<Tensor> = None;
+    while let Some((input, y)) = kept.pop() {
+        let objective = match &g {
+            None => y,
+            Some(g) => (&y * g)?.sum_all()?,
+        };
+        let store = objective.backward()?;
+        drop(objective); // this segment's graph
+        collect(&store, params, grads)?;
+        g = match input {
+            Some(v) => Some(
+                store
+                    .get(v.as_tensor())
+                    .cloned()
+                    .map_or_else(|| v.as_tensor().zeros_like(), Ok)?,
+            ),
+            None => None,
+        };
+    }
+    Ok(loss)
 }
 
 fn run_checkpointed(

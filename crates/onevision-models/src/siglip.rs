@@ -109,8 +109,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.act.forward(&self.fc1.forward(x)?)?;
-        Ok(self.fc2.forward(&h)?)
+        Ok(self.fc2.forward_after(self.act, &self.fc1.forward(x)?)?)
     }
 }
 

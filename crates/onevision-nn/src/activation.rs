@@ -29,14 +29,18 @@ impl Activation {
         }
     }
 
-    /// The vectorized path ([`activation_fused`]) where it applies, else candle's op.
-    pub fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let fused = match self {
+    /// The vectorized kernel of this function, if it has one.
+    pub fn fused(self) -> Option<FusedActivation> {
+        match self {
             Self::GeluErf => None,
             Self::GeluTanh => Some(FusedActivation::GeluTanh),
             Self::Silu => Some(FusedActivation::Silu),
-        };
-        if let Some(act) = fused {
+        }
+    }
+
+    /// The vectorized path ([`activation_fused`]) where it applies, else candle's op.
+    pub fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(act) = self.fused() {
             if let Some(y) = activation_fused(x, act)? {
                 return Ok(y);
             }

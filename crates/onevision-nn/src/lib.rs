@@ -14,6 +14,7 @@ pub mod gemm_nt;
 pub mod interpolate;
 pub mod kv_cache;
 pub mod linear;
+pub mod linear_train;
 pub mod norm;
 pub mod quant;
 pub mod rope;

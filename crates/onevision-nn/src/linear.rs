@@ -1,7 +1,7 @@
 //! A fully connected layer with PyTorch's `[out, in]` weight layout.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
 use std::sync::Arc;
 
 use half::bf16;
@@ -9,7 +9,8 @@ use half::bf16;
 use candle_core::quantized::{QMatMul, QTensor};
 
 use crate::gemm_nt::{self, gemm_nt_bias};
-use crate::{Quantization, Result, Weights};
+use crate::linear_train::{act_linear_train, linear_train, silu_mul_linear_train, train_applies};
+use crate::{Activation, Quantization, Result, Weights};
 
 /// `y = x·Wᵀ + b`.
 #[derive(Debug, Clone)]
@@ -66,6 +67,45 @@ impl Linear {
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
+
+    /// `act(a)·Wᵀ + b`, the second layer of an MLP. Under a gradient (f32, AVX-512) one fused
+    /// differentiable op that recomputes `act(a)` in its backward instead of keeping it (see
+    /// [`crate::linear_train`]); otherwise `forward(act(a))`. The values are the same.
+    ///
+    /// # Shapes
+    /// `a`: (..., in) -> (..., out)
+    pub fn forward_after(&self, act: Activation, a: &Tensor) -> candle_core::Result<Tensor> {
+        let tracking = a.track_op()
+            || self.weight.track_op()
+            || self.bias.as_ref().is_some_and(|b| b.track_op());
+        if let (true, Some(f)) = (tracking, act.fused()) {
+            if let Some(y) = act_linear_train(f, a, &self.weight, self.bias.as_ref())? {
+                return Ok(y);
+            }
+        }
+        self.forward(&act.forward(a)?)
+    }
+
+    /// `(act(gate)·up)·Wᵀ + b`, the down projection of a gated MLP. Under a gradient (f32,
+    /// AVX-512, SiLU, no bias) one fused differentiable op that recomputes `silu(gate)·up` in
+    /// its backward; otherwise `forward(act.gated(gate, up))`. The values are the same.
+    ///
+    /// # Shapes
+    /// `gate`, `up`: (..., in) -> (..., out)
+    pub fn forward_gated(
+        &self,
+        act: Activation,
+        gate: &Tensor,
+        up: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let tracking = gate.track_op() || up.track_op() || self.weight.track_op();
+        if tracking && act == Activation::Silu && self.bias.is_none() {
+            if let Some(y) = silu_mul_linear_train(gate, up, &self.weight)? {
+                return Ok(y);
+            }
+        }
+        self.forward(&act.gated(gate, up)?)
+    }
 }
 
 impl Module for Linear {
@@ -107,193 +147,6 @@ impl Module for Linear {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
-    }
-}
-
-/// Whether [`linear_train`] takes a tracked product: f32 on the CPU, any number of rows.
-fn train_applies(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> bool {
-    x.device().is_cpu()
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
-        && b.is_none_or(|b| b.dtype() == DType::F32)
-}
-
-/// `x·wᵀ + b` as one differentiable op (training, f32): the product is candle's matmul call
-/// (the same gemm, strides and threads) and the bias is added in a second pass, so the values
-/// are those of `broadcast_matmul` + `broadcast_add`. The graph keeps one node and one output
-/// instead of four (broadcast, transpose, product, sum), and the backward computes only the
-/// gradients that are needed: `dx = dy·w` when `x` takes part in a gradient, `dw = dyᵀ·x`
-/// when `w` does (a frozen layer skips its weight product, a third of its backward), `db`.
-///
-/// # Shapes
-/// `x`: (..., k), `w`: (n, k), `b`: n -> (..., n)
-pub fn linear_train(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
-    let dims = x.dims();
-    let (k, n) = (dims[dims.len() - 1], w.dim(0)?);
-    let x2 = x.reshape(((), k))?; // (m, k)
-    let w = w.contiguous()?;
-    let y = match b {
-        Some(b) => x2.apply_op3(&w, &b.contiguous()?, LinearTrain)?,
-        None => x2.apply_op2(&w, LinearTrain)?,
-    };
-    let mut out = dims.to_vec();
-    *out.last_mut().expect("x has a last axis") = n;
-    y.reshape(out)
-}
-
-/// The op behind [`linear_train`]: (m, k) x (n, k) [+ n] -> (m, n).
-struct LinearTrain;
-
-impl LinearTrain {
-    fn forward(
-        &self,
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        b: Option<(&CpuStorage, &Layout)>,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = x.1.shape().dims2()?;
-        let (n, k2) = w.1.shape().dims2()?;
-        let (xs, ws) = (x.1.stride(), w.1.stride());
-        if k != k2 || ws != [k, 1] || xs[1] != 1 {
-            candle_core::bail!(
-                "linear-train: operands {:?} (strides {xs:?}) and {:?} (strides {ws:?}) are not (m, k), (n, k) row-major",
-                x.1.shape(),
-                w.1.shape()
-            );
-        }
-        let (CpuStorage::F32(xd), CpuStorage::F32(wd)) = (x.0, w.0) else {
-            candle_core::bail!("linear-train: f32 only");
-        };
-        let xd = &xd[x.1.start_offset()..];
-        let wd = &wd[w.1.start_offset()..w.1.start_offset() + n * k];
-        if m > 0 && xd.len() < (m - 1) * xs[0] + k {
-            candle_core::bail!("linear-train: input storage too small");
-        }
-        let mut y = vec![0f32; m * n];
-        let threads = candle_core::utils::get_num_threads();
-        let par = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: sizes and strides checked above; `y` is (m, n) row-major. This is the call
-        // candle's matmul makes for `x.matmul(&w.t())`.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                y.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                xd.as_ptr(),
-                1,
-                xs[0] as isize,
-                wd.as_ptr(),
-                k as isize,
-                1,
-                0f32,
-                1f32,
-                false,
-                false,
-                false,
-                par,
-            )
-        };
-        if let Some((bs, bl)) = b {
-            let CpuStorage::F32(bd) = bs else {
-                candle_core::bail!("linear-train: f32 only");
-            };
-            if bl.shape().dims() != [n] || !bl.is_contiguous() {
-                candle_core::bail!("linear-train: bias {:?} is not ({n})", bl.shape());
-            }
-            let bd = &bd[bl.start_offset()..bl.start_offset() + n];
-            use rayon::prelude::*;
-            y.par_chunks_mut(n * 64).for_each(|rows| {
-                for row in rows.chunks_mut(n) {
-                    row.iter_mut().zip(bd).for_each(|(v, b)| *v += b);
-                }
-            });
-        }
-        Ok((CpuStorage::F32(y), Shape::from((m, n))))
-    }
-
-    /// `dx = dy·w`, `dw = dyᵀ·x`, each only where its operand takes part in a gradient.
-    fn backward(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = if x.track_op() {
-            Some(dy.matmul(&w.detach())?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            Some(dy.t()?.matmul(&x.detach())?)
-        } else {
-            None
-        };
-        Ok((dx, dw))
-    }
-}
-
-impl CustomOp2 for LinearTrain {
-    fn name(&self) -> &'static str {
-        "linear-train"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.forward((s1, l1), (s2, l2), None)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        self.backward(x, w, dy)
-    }
-}
-
-impl CustomOp3 for LinearTrain {
-    fn name(&self) -> &'static str {
-        "linear-train"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.forward((s1, l1), (s2, l2), Some((s3, l3)))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = self.backward(x, w, dy)?;
-        let db = if b.track_op() { Some(dy.sum(0)?) } else { None };
-        Ok((dx, dw, db))
     }
 }
 
@@ -455,50 +308,6 @@ mod tests {
             let d = max_abs_diff(a, b);
             assert!(d < 1e-3, "gradient differs by {d}");
         }
-    }
-
-    /// The training op equals `broadcast_matmul` + `broadcast_add` (forward and every
-    /// gradient), with and without a bias, and leaves a frozen weight without a gradient.
-    #[test]
-    fn train_op_matches_reference() {
-        let dev = Device::Cpu;
-        let x = Var::randn(0f32, 1.0, (2, 37, 40), &dev).unwrap();
-        let w = Var::randn(0f32, 1.0, (33, 40), &dev).unwrap();
-        let b = Var::randn(0f32, 1.0, 33, &dev).unwrap();
-        let (xt, wt, bt) = (x.as_tensor(), w.as_tensor(), b.as_tensor());
-        for bias in [false, true] {
-            let y = linear_train(xt, wt, bias.then_some(bt)).unwrap();
-            let r = xt.broadcast_matmul(&wt.t().unwrap()).unwrap();
-            let r = if bias {
-                r.broadcast_add(bt).unwrap()
-            } else {
-                r
-            };
-            assert_eq!(max_abs_diff(&y, &r), 0.0, "forward, bias {bias}");
-            // A loss that weights every output differently.
-            let mix = Tensor::randn(0f32, 1.0, y.dims(), &dev).unwrap();
-            let gy = (&y * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-            let gr = (&r * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-            let mut vars = vec![&x, &w];
-            if bias {
-                vars.push(&b);
-            }
-            for v in vars {
-                let (a, e) = (gy.get(v).unwrap(), gr.get(v).unwrap());
-                let d = max_abs_diff(a, e);
-                assert!(d <= 1e-5 * max_abs(e), "gradient differs by {d}");
-            }
-        }
-        // A frozen weight (a plain tensor): no weight product, the input gradient unchanged.
-        let frozen = wt.detach();
-        let y = linear_train(xt, &frozen, None).unwrap();
-        let g = y.sum_all().unwrap().backward().unwrap();
-        assert!(g.get(&frozen).is_none());
-        let want = Tensor::ones((2, 37, 33), DType::F32, &dev)
-            .unwrap()
-            .broadcast_matmul(&frozen)
-            .unwrap();
-        assert!(max_abs_diff(g.get(&x).unwrap(), &want) <= 1e-5 * max_abs(&want));
     }
 
     /// bf16 on the packed kernel (many rows) equals candle's bf16 matmul to bf16 rounding.

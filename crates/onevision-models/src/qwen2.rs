@@ -106,10 +106,8 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self
-            .act
-            .gated(&self.gate.forward(x)?, &self.up.forward(x)?)?;
-        Ok(self.down.forward(&h)?)
+        let (g, u) = (self.gate.forward(x)?, self.up.forward(x)?);
+        Ok(self.down.forward_gated(self.act, &g, &u)?)
     }
 }
 

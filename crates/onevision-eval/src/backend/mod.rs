@@ -1,0 +1,1 @@
+//! The model under evaluation: in-process or an OpenAI-compatible server.

@@ -1,0 +1,1 @@
+//! Hugging Face datasets read offline from their parquet files.

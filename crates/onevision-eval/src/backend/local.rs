@@ -1,0 +1,1 @@
+//! In-process generation with the engine's greedy path.

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::doc::{Prompt, Row};
 use crate::error::DocError;
+use crate::metrics::pyrandom::PyRandom;
 
 /// Where a task's data is on the Hub: `repo` (`lmms-lab/ai2d`), the dataset config
 /// (`dataset_name` in the yaml; None for the default), the split, and the columns the recipe
@@ -113,8 +114,17 @@ pub trait Task: Send + Sync {
         response.to_string()
     }
 
-    /// `process_results(doc, [filtered])`: each metric's per-document value.
-    fn process(&self, doc: &Map<String, Value>, filtered: &str) -> Result<Vec<(String, Value)>, DocError>;
+    /// `process_results(doc, [filtered])`: each metric's per-document value. `rng` is Python's
+    /// `random` as lmms-eval leaves it: seeded with 0 (the evaluator's `--seed 0,...`) once per
+    /// task, then consumed by the documents in doc_id order (the run loop scores in that order,
+    /// after generation, as lmms-eval does), for the parsers that fall back to
+    /// `random.choice`.
+    fn process(
+        &self,
+        doc: &Map<String, Value>,
+        filtered: &str,
+        rng: &mut PyRandom,
+    ) -> Result<Vec<(String, Value)>, DocError>;
 
     /// The yaml's `metric_list`, in its order.
     fn metrics(&self) -> Vec<MetricSpec>;

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use onevision_eval::metrics::pyrandom::PyRandom;
 use onevision_eval::results::score_task;
 use onevision_eval::tasks;
 use serde_json::{Map, Value};
@@ -21,7 +22,9 @@ fn same(a: &Value, b: &Value) -> bool {
         (Value::Bool(x), Value::Number(y)) | (Value::Number(y), Value::Bool(x)) => {
             y.as_f64() == Some(if *x { 1.0 } else { 0.0 })
         }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -40,21 +43,28 @@ fn check_file(path: &std::path::Path) -> Report {
     let fx: Value = serde_json::from_str(&text).unwrap();
     let name = fx["task"].as_str().unwrap().to_string();
     let found = tasks::find(&name).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let task = found.iter().find(|t| t.name() == name).expect("a task, not a group");
+    let task = found
+        .iter()
+        .find(|t| t.name() == name)
+        .expect("a task, not a group");
     let mut failures = vec![];
     let mut per_doc: Vec<Map<String, Value>> = vec![];
     let cases = fx["cases"].as_array().unwrap();
+    // As the generators do: random.seed(0), then process_results over the cases in order.
+    let mut rng = PyRandom::seed(0);
     for (i, case) in cases.iter().enumerate() {
         let doc = case["doc"].as_object().unwrap();
         let response = case["response"].as_str().unwrap();
         let filtered = task.filter(response, doc);
         if let Some(want) = case.get("filtered") {
             if Value::from(filtered.clone()) != *want {
-                failures.push(format!("case {i}: filter({response:?}) = {filtered:?}, lmms-eval {want}"));
+                failures.push(format!(
+                    "case {i}: filter({response:?}) = {filtered:?}, lmms-eval {want}"
+                ));
             }
         }
         let want_values = case["values"].as_object().unwrap();
-        match task.process(doc, &filtered) {
+        match task.process(doc, &filtered, &mut rng) {
             Ok(got) => {
                 let got: Map<String, Value> = got.into_iter().collect();
                 for (k, w) in want_values {
@@ -66,7 +76,11 @@ fn check_file(path: &std::path::Path) -> Report {
                     }
                 }
                 if got.len() != want_values.len() {
-                    failures.push(format!("case {i}: metrics {:?} vs lmms-eval {:?}", got.keys().collect::<Vec<_>>(), want_values.keys().collect::<Vec<_>>()));
+                    failures.push(format!(
+                        "case {i}: metrics {:?} vs lmms-eval {:?}",
+                        got.keys().collect::<Vec<_>>(),
+                        want_values.keys().collect::<Vec<_>>()
+                    ));
                 }
                 per_doc.push(got);
             }
@@ -75,8 +89,10 @@ fn check_file(path: &std::path::Path) -> Report {
     }
     // The aggregates over lmms-eval's own per-document values, so that an aggregation is
     // checked on its own even where a per-document value differs.
-    let reference_values: Vec<Map<String, Value>> =
-        cases.iter().map(|c| c["values"].as_object().unwrap().clone()).collect();
+    let reference_values: Vec<Map<String, Value>> = cases
+        .iter()
+        .map(|c| c["values"].as_object().unwrap().clone())
+        .collect();
     match score_task(task.as_ref(), &reference_values) {
         Ok(scores) => {
             let want = fx["results"].as_object().unwrap();
@@ -92,7 +108,11 @@ fn check_file(path: &std::path::Path) -> Report {
                         _ => false,
                     };
                     if !ok {
-                        failures.push(format!("{}: {:?} vs lmms-eval {w}", s.stderr_key(), s.stderr));
+                        failures.push(format!(
+                            "{}: {:?} vs lmms-eval {w}",
+                            s.stderr_key(),
+                            s.stderr
+                        ));
                     }
                 }
             }
@@ -104,7 +124,11 @@ fn check_file(path: &std::path::Path) -> Report {
         }
         Err(e) => failures.push(format!("aggregation failed: {e}")),
     }
-    Report { task: name, cases: cases.len(), failures }
+    Report {
+        task: name,
+        cases: cases.len(),
+        failures,
+    }
 }
 
 #[test]
@@ -124,7 +148,16 @@ fn every_task_scores_as_lmms_eval() {
     let mut bad = 0;
     for f in &files {
         let r = check_file(f);
-        println!("{:<40} {:>5} cases  {}", r.task, r.cases, if r.failures.is_empty() { "ok".to_string() } else { format!("{} FAILURES", r.failures.len()) });
+        println!(
+            "{:<40} {:>5} cases  {}",
+            r.task,
+            r.cases,
+            if r.failures.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("{} FAILURES", r.failures.len())
+            }
+        );
         for line in r.failures.iter().take(20) {
             println!("    {line}");
         }

@@ -63,7 +63,10 @@ mod tests {
         let v = vec![json!(1.0), json!(0), json!(true), json!(0.0)];
         assert_eq!(mean(&v).unwrap(), 0.5);
         // sqrt((0.25 * 4) / 3) / 2
-        assert_eq!(mean_stderr(&v).unwrap().unwrap(), (1.0f64 / 3.0).sqrt() / 2.0);
+        assert_eq!(
+            mean_stderr(&v).unwrap().unwrap(),
+            (1.0f64 / 3.0).sqrt() / 2.0
+        );
         assert_eq!(mean_stderr(&v[..1]).unwrap(), None);
         assert!(mean(&[json!("x")]).is_err());
     }

@@ -4,4 +4,5 @@
 //! (`fixtures/eval/metrics/`, written by `tools/eval_fixtures/`).
 
 pub mod aggregate;
+pub mod pyrandom;
 pub mod pystr;

@@ -52,7 +52,9 @@ pub fn field_str<'a>(fields: &'a Map<String, Value>, column: &str) -> Result<&'a
         Some(other) => Err(DocError::new(format!(
             "`{column}` should be a string, got {other}"
         ))),
-        None => Err(DocError::new(format!("the document has no `{column}` field"))),
+        None => Err(DocError::new(format!(
+            "the document has no `{column}` field"
+        ))),
     }
 }
 

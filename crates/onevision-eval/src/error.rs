@@ -20,7 +20,9 @@ pub enum Error {
     },
     #[error("{what}: {reason}")]
     Dataset { what: String, reason: String },
-    #[error("{path}: missing columns {missing:?} (this task needs {needed:?}; the file has {found:?})")]
+    #[error(
+        "{path}: missing columns {missing:?} (this task needs {needed:?}; the file has {found:?})"
+    )]
     MissingColumns {
         path: String,
         missing: Vec<String>,

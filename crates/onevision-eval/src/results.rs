@@ -28,7 +28,10 @@ impl MetricScore {
 /// Aggregates each metric of `task` over the documents' values (`per_doc[i]` is what
 /// `process` returned for document i; documents that lack a metric do not count for it, as in
 /// lmms-eval, where only returned keys are collected).
-pub fn score_task(task: &dyn Task, per_doc: &[Map<String, Value>]) -> Result<Vec<MetricScore>, String> {
+pub fn score_task(
+    task: &dyn Task,
+    per_doc: &[Map<String, Value>],
+) -> Result<Vec<MetricScore>, String> {
     let mut out = vec![];
     for spec in task.metrics() {
         let values: Vec<Value> = per_doc
@@ -40,7 +43,9 @@ pub fn score_task(task: &dyn Task, per_doc: &[Map<String, Value>]) -> Result<Vec
         }
         let (value, stderr) = match spec.aggregation {
             Aggregation::Mean => (mean(&values)?, mean_stderr(&values)?),
-            Aggregation::Custom(f) => (f(&values).map_err(|e| format!("{}: {e}", spec.name))?, None),
+            Aggregation::Custom(f) => {
+                (f(&values).map_err(|e| format!("{}: {e}", spec.name))?, None)
+            }
         };
         out.push(MetricScore {
             metric: spec.name.clone(),
@@ -61,7 +66,9 @@ pub fn results_entry(task: &dyn Task, scores: &[MetricScore]) -> Map<String, Val
         m.insert(s.key(), Value::from(s.value));
         m.insert(
             s.stderr_key(),
-            s.stderr.map(Value::from).unwrap_or_else(|| Value::from("N/A")),
+            s.stderr
+                .map(Value::from)
+                .unwrap_or_else(|| Value::from("N/A")),
         );
     }
     m

@@ -2,8 +2,8 @@
 //! module and lists its tasks in a `tasks()` function; [`registry`] gathers them.
 
 pub mod choice_image;
-pub mod open_image;
 pub mod multi_video;
+pub mod open_image;
 pub mod registry;
 
 pub use registry::{all, find, known_names};

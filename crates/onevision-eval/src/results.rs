@@ -73,3 +73,61 @@ pub fn results_entry(task: &dyn Task, scores: &[MetricScore]) -> Map<String, Val
     }
     m
 }
+
+/// A group's scores from its tasks', as lmms-eval 0.2.1's evaluator combines them: the mean
+/// weighted by each task's document count and the pooled variance, in the group's task order,
+/// bug for bug (the pooled-variance term uses the already-updated mean), then the square root.
+/// `members`: (document count, scores) per task, in the group's order.
+pub fn group_scores(members: &[(usize, Vec<MetricScore>)]) -> Vec<MetricScore> {
+    let mut out: Vec<MetricScore> = vec![];
+    // results[group][stderr] holds a variance until the end.
+    let mut total_size = 0usize;
+    for (current_size, scores) in members {
+        for s in scores {
+            let var_score = s.stderr.map_or(0.0, |x| x.powi(2));
+            match out.iter_mut().find(|g| g.metric == s.metric && g.filter == s.filter) {
+                Some(g) => {
+                    let (n, m) = (total_size as f64, *current_size as f64);
+                    g.value = (g.value * n + s.value * m) / (n + m);
+                    let var = g.stderr.unwrap_or(0.0);
+                    g.stderr = Some(
+                        ((n - 1.0) * var + (m - 1.0) * var_score) / (n + m - 1.0)
+                            + n * m / ((n + m) * (n + m - 1.0)) * (g.value - s.value).powi(2),
+                    );
+                }
+                None => out.push(MetricScore {
+                    metric: s.metric.clone(),
+                    filter: s.filter.clone(),
+                    value: s.value,
+                    stderr: Some(var_score),
+                }),
+            }
+        }
+        total_size += current_size;
+    }
+    for g in &mut out {
+        g.stderr = g.stderr.map(f64::sqrt);
+    }
+    out
+}
+
+/// lmms-eval's results table (`make_table`), in Markdown.
+pub fn table(rows: &[(String, Value, String, Vec<MetricScore>)]) -> String {
+    let mut out = String::from("| Tasks | Version | Filter | n-shot | Metric | Value | Stderr |\n");
+    out.push_str("|---|---|---|---|---|---:|---:|\n");
+    for (name, version, _, scores) in rows {
+        for (i, s) in scores.iter().enumerate() {
+            let (n, v) = if i == 0 {
+                (name.as_str(), version.to_string())
+            } else {
+                ("", String::new())
+            };
+            let stderr = s.stderr.map_or("N/A".to_string(), |e| format!("{e:.4}"));
+            out.push_str(&format!(
+                "| {n} | {v} | {} | 0 | {} | {:.4} | ± {stderr} |\n",
+                s.filter, s.metric, s.value
+            ));
+        }
+    }
+    out
+}

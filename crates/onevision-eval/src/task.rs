@@ -81,6 +81,16 @@ pub struct Context {
     pub dataset_dir: Option<PathBuf>,
 }
 
+/// A task's documents when they do not come from a Hub dataset (the user's own data): their
+/// count, and rows by doc_id. A row that cannot be read is a per-document failure.
+pub trait Documents: Send {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn row(&mut self, doc_id: usize) -> Result<Row, DocError>;
+}
+
 /// One benchmark, as lmms-eval 0.2.1 defines it with its `default` prompt kwargs.
 pub trait Task: Send + Sync {
     /// lmms-eval's task name (`ai2d`, `mmbench_en_dev`, `mvbench_action_count`, ...).
@@ -92,6 +102,11 @@ pub trait Task: Send + Sync {
     }
 
     fn dataset(&self) -> DatasetSpec;
+
+    /// Documents of the task's own (None: read `dataset()` from the Hub's parquet files).
+    fn documents(&self) -> Option<Result<Box<dyn Documents>, crate::Error>> {
+        None
+    }
 
     /// `generation_kwargs.max_new_tokens` (lmms-eval's llava_onevision uses 1024 when unset).
     fn max_new_tokens(&self) -> usize {

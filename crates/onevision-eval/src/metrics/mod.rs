@@ -4,5 +4,8 @@
 //! (`fixtures/eval/metrics/`, written by `tools/eval_fixtures/`).
 
 pub mod aggregate;
+pub mod mmmu;
+pub mod pylit;
 pub mod pyrandom;
+pub mod pyre;
 pub mod pystr;

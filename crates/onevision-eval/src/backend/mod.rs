@@ -8,8 +8,12 @@
 //! images go on the pad path (the processor does this for a message with more than one image);
 //! a video is sampled at [`VIDEO_FRAMES`] frames by `np.linspace`. Decoding is greedy.
 
+mod apng;
+mod frames;
 pub mod local;
 pub mod openai;
+
+pub use frames::linspace_indices;
 
 use crate::doc::Prompt;
 

@@ -15,7 +15,7 @@ pub mod doc;
 pub mod error;
 pub mod metrics;
 pub mod results;
-// pub mod run; (enabled once the dataset layer lands)
+pub mod run;
 pub mod samples;
 pub mod task;
 pub mod tasks;

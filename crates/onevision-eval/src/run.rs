@@ -64,11 +64,54 @@ impl TaskSummary {
     }
 }
 
-/// A task's documents, from the Hub dataset or the task itself.
-fn open_documents(task: &dyn Task, opts: &RunOptions) -> Result<(Box<dyn Documents>, Context)> {
+/// A task's documents: a Hub split, or the task's own.
+enum Source {
+    Hub(dataset::Dataset),
+    Own(Box<dyn Documents>),
+}
+
+impl Source {
+    fn len(&self) -> usize {
+        match self {
+            Source::Hub(ds) => ds.len(),
+            Source::Own(d) => d.len(),
+        }
+    }
+
+    /// Sends the rows of `ids` (increasing) in order until `send` refuses one. A Hub split is
+    /// read sequentially, a record batch at a time; an unreadable file stops the task.
+    fn feed(
+        &mut self,
+        ids: &[usize],
+        send: &mut dyn FnMut(usize, Result<Row, DocError>) -> bool,
+    ) -> Result<()> {
+        match self {
+            Source::Own(d) => {
+                for &id in ids {
+                    if !send(id, d.row(id)) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Source::Hub(ds) => {
+                let selection = dataset::Selection::from_ids(ids.iter().copied());
+                for item in ds.read(&selection)?.with_doc_ids() {
+                    let (id, row) = item?;
+                    if !send(id, Ok(row)) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn open_documents(task: &dyn Task, opts: &RunOptions) -> Result<(Source, Context)> {
     if let Some(docs) = task.documents() {
         return Ok((
-            docs?,
+            Source::Own(docs?),
             Context {
                 video_dir: opts.video_dir.clone(),
                 dataset_dir: None,
@@ -76,54 +119,15 @@ fn open_documents(task: &dyn Task, opts: &RunOptions) -> Result<(Box<dyn Documen
         ));
     }
     let spec = task.dataset();
-    let dir = dataset::locate(&spec.repo, opts.data_dir.as_deref(), &opts.hf_cache)?;
-    let split = dataset::Dataset::open(&dir, spec.config.as_deref(), &spec.split)?;
-    let cols: Vec<&str> = spec.columns.iter().map(String::as_str).collect();
-    split.require_columns(&cols)?;
+    let ds = dataset::Dataset::for_task(&spec, opts.data_dir.as_deref(), &opts.hf_cache)?;
+    let dir = ds.dir().map(Path::to_path_buf);
     Ok((
-        Box::new(HubDocuments { split, cache: None }),
+        Source::Hub(ds),
         Context {
             video_dir: opts.video_dir.clone(),
-            dataset_dir: Some(dir),
+            dataset_dir: dir,
         },
     ))
-}
-
-/// A Hub split read in order, a batch at a time (documents are asked for in increasing
-/// doc_id order).
-struct HubDocuments {
-    split: dataset::Dataset,
-    cache: Option<(usize, std::collections::VecDeque<Result<Row, DocError>>)>,
-}
-
-impl Documents for HubDocuments {
-    fn len(&self) -> usize {
-        self.split.len()
-    }
-
-    fn row(&mut self, doc_id: usize) -> Result<Row, DocError> {
-        const BATCH: usize = 32;
-        loop {
-            if let Some((start, rows)) = &mut self.cache {
-                if doc_id >= *start && doc_id < *start + rows.len() {
-                    while *start < doc_id {
-                        rows.pop_front();
-                        *start += 1;
-                    }
-                    *start += 1;
-                    return rows
-                        .pop_front()
-                        .unwrap_or_else(|| Err(DocError::new("row vanished")));
-                }
-            }
-            let end = (doc_id + BATCH).min(self.split.len());
-            let rows = self
-                .split
-                .rows(doc_id..end)
-                .map_err(|e| DocError::new(e.to_string()))?;
-            self.cache = Some((doc_id, rows.into_iter().map(|r| r.map_err(|e| DocError::new(e.to_string()))).collect()));
-        }
-    }
 }
 
 /// One finished document, from a worker.
@@ -208,6 +212,7 @@ pub fn run_task(task: &dyn Task, backend: &dyn Backend, opts: &RunOptions) -> Re
     let workers = backend.concurrency().max(1);
     let mut generated = 0usize;
     let mut write_error: Option<Error> = None;
+    let mut read_error: Option<Error> = None;
     let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Result<Row, DocError>)>(workers * 2);
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
@@ -216,15 +221,13 @@ pub fn run_task(task: &dyn Task, backend: &dyn Backend, opts: &RunOptions) -> Re
         let stop_ref = &stop;
         let todo_ref = &todo;
         let docs_ref = &mut docs;
+        let read_error_ref = &mut read_error;
         s.spawn(move || {
-            for &id in todo_ref {
-                if stop_ref.load(Ordering::Relaxed) {
-                    break;
-                }
-                let row = docs_ref.row(id);
-                if job_tx.send((id, row)).is_err() {
-                    break;
-                }
+            let mut send = |id: usize, row: Result<Row, DocError>| {
+                !stop_ref.load(Ordering::Relaxed) && job_tx.send((id, row)).is_ok()
+            };
+            if let Err(e) = docs_ref.feed(todo_ref, &mut send) {
+                *read_error_ref = Some(e);
             }
         });
         for _ in 0..workers {
@@ -269,7 +272,7 @@ pub fn run_task(task: &dyn Task, backend: &dyn Backend, opts: &RunOptions) -> Re
     });
     bar.finish_and_clear();
     let generate_seconds = started.elapsed().as_secs_f64();
-    if let Some(e) = write_error {
+    if let Some(e) = write_error.or(read_error) {
         return Err(e);
     }
     if let Some(msg) = fatal.into_inner().ok().flatten() {

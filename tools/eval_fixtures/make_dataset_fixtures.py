@@ -31,6 +31,9 @@ Writes fixtures/eval/dataset/ as a `--data DIR` tree (DIR/<org>/<name>/...), eve
 - edge/corrupt: data/test-00000-of-00001.parquet cut in half (no footer).
 - edge/garbled: data/test-00000-of-00001.parquet with its footer intact and its first column
   chunk overwritten with garbage (len() works from the footer; reading rows fails).
+- edge/badpage, edge/badfooter: edge/shards' first shard with one byte changed, in a page /
+  in the footer (a negative chunk offset), on which parquet 60 panics (the reader must turn
+  both into errors).
 """
 
 import base64
@@ -60,16 +63,19 @@ def write(path, table, **kw):
     return path
 
 
+def shard_table(first, n):
+    rows = [{"idx": first + i, "question": f"question {first + i}?"} for i in range(n)]
+    schema = pa.schema([("idx", pa.int64()), ("question", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 def shards():
     base = OUT / "edge" / "shards" / "data"
     sizes = [4, 0, 5]
     idx = 0
     for k, n in enumerate(sizes):
-        rows = [{"idx": idx + i, "question": f"question {idx + i}?"} for i in range(n)]
+        write(base / f"test-{k:05d}-of-{len(sizes):05d}.parquet", shard_table(idx, n), row_group_size=2)
         idx += n
-        schema = pa.schema([("idx", pa.int64()), ("question", pa.string())])
-        table = pa.Table.from_pylist(rows, schema=schema)
-        write(base / f"test-{k:05d}-of-{len(sizes):05d}.parquet", table, row_group_size=2)
     val = pa.table({"idx": pa.array([0, 1], pa.int64()), "question": ["v0", "v1"]})
     write(base / "validation-00000-of-00001-8f2e1c.parquet", val)
 
@@ -254,6 +260,25 @@ def corrupt():
     print(f"  garbled bytes {start}..{start + size}")
 
 
+def one_byte_off(name, at, was, now):
+    """edge/shards' first shard with the byte at `at` changed from `was` to `now` (bytes found by
+    flipping bytes of the fixtures in Rust until parquet 60 panicked)."""
+    path = write(OUT / "edge" / name / "data" / "test-00000-of-00001.parquet", shard_table(0, 4),
+                 row_group_size=2)
+    data = bytearray(path.read_bytes())
+    assert len(data) == 1226 and data[at] == was, "pyarrow wrote a different file: find the byte again"
+    data[at] = now
+    path.write_bytes(bytes(data))
+    print(f"  byte {at}: {was} -> {now}")
+
+
+def badpage():
+    # A page's definition levels: arrow-buffer's read_up_to_byte_from_offset asserts.
+    one_byte_off("badpage", 423, 4, 161)
+    # The footer's 4th column chunk gets dictionary_page_offset -363: ColumnChunkMetaData::byte_range asserts.
+    one_byte_off("badfooter", 833, 132, 213)
+
+
 def main():
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -263,6 +288,7 @@ def main():
     types()
     missing()
     corrupt()
+    badpage()
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"total {total} B under {OUT.relative_to(common.ROOT)}")
 

@@ -466,6 +466,37 @@ fn len_and_columns_come_from_the_footer_and_only_asked_columns_are_read() {
 }
 
 #[test]
+fn a_page_the_parquet_reader_panics_on_is_an_error() {
+    let ds = Dataset::open(&edge("badpage"), None, "test").unwrap();
+    assert_eq!(ds.len(), 4);
+    let results: Vec<_> = ds.rows(0..4).unwrap().collect();
+    let err = results
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .expect("the changed byte makes a row unreadable")
+        .to_string();
+    assert!(
+        err.contains("badpage/data/test-00000-of-00001.parquet") && err.contains("corrupt page"),
+        "{err}"
+    );
+    assert!(
+        results.last().unwrap().is_err(),
+        "the iterator ends on the error"
+    );
+}
+
+#[test]
+fn a_footer_with_a_negative_offset_is_an_error() {
+    let err = Dataset::open(&edge("badfooter"), None, "test")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("badfooter/data/test-00000-of-00001.parquet") && err.contains("bytes -363.."),
+        "{err}"
+    );
+}
+
+#[test]
 fn datasets_can_cross_threads() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}

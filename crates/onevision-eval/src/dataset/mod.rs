@@ -80,6 +80,14 @@ impl Shard {
             ),
             }
         })?;
+        check_chunks(&meta, file.metadata().map(|m| m.len()).ok()).map_err(|reason| {
+            Error::Dataset {
+                what: path.display().to_string(),
+                reason: format!(
+                    "{reason}; the file is corrupt: delete it and download the dataset again"
+                ),
+            }
+        })?;
         let rows = meta
             .metadata()
             .row_groups()
@@ -127,6 +135,38 @@ impl Shard {
             found,
         })
     }
+}
+
+/// The footer's column chunks lie inside the file and its row counts are not negative
+/// (parquet's reader asserts the offsets: a corrupt footer would otherwise be a panic).
+fn check_chunks(
+    meta: &ArrowReaderMetadata,
+    file_len: Option<u64>,
+) -> std::result::Result<(), String> {
+    for (g, group) in meta.metadata().row_groups().iter().enumerate() {
+        if group.num_rows() < 0 {
+            return Err(format!("row group {g} has {} rows", group.num_rows()));
+        }
+        for (c, col) in group.columns().iter().enumerate() {
+            let start = col
+                .dictionary_page_offset()
+                .unwrap_or(col.data_page_offset());
+            let len = col.compressed_size();
+            let outside = match (start.checked_add(len), file_len) {
+                (Some(end), Some(n)) => end < 0 || end as u64 > n,
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            if start < 0 || len < 0 || outside {
+                return Err(format!(
+                    "row group {g}, column {c}: the footer puts its data at bytes {start}..{} of a {}-byte file",
+                    start.saturating_add(len),
+                    file_len.map_or_else(|| "?".to_string(), |n| n.to_string())
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Dataset {

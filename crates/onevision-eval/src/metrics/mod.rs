@@ -4,8 +4,12 @@
 //! (`fixtures/eval/metrics/`, written by `tools/eval_fixtures/`).
 
 pub mod aggregate;
+pub mod mcq_acc;
 pub mod mmmu;
 pub mod pylit;
 pub mod pyrandom;
 pub mod pyre;
+pub mod pyrepr;
 pub mod pystr;
+pub mod rouge;
+pub mod video_choice;

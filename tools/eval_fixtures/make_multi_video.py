@@ -76,8 +76,9 @@ LMMS_MEAN, LMMS_MEAN_STDERR = _lmms_mean_fns()
 
 
 def mixed_responses(rng, docs, per_doc, extra=(), n=300):
-    """n (doc, response) pairs: every base adversarial response (and `extra`) at least once, on
-    varied documents, and per-document responses (`per_doc(doc, rng)` -> list) for a third."""
+    """n (doc, response) pairs: for two thirds the base adversarial responses (and `extra`) in
+    turn, on varied documents (with n = 300 every one of them at least once), and for a third
+    per-document responses (`per_doc(doc, rng)` -> list)."""
     base = common.adversarial_responses(rng, extra)
     out = []
     bi = 0

@@ -84,7 +84,7 @@ pub fn mcq_process(answer: &str) -> String {
     if let Some(l) = option_prefix(pystr::strip(answer)) {
         return l.to_ascii_uppercase().to_string();
     }
-    let a = answer.replace('\n', " ").replace('\t', " ");
+    let a = answer.replace(['\n', '\t'], " ");
     let a = process_punctuation(pystr::strip(&a));
     let a = a
         .trim_matches('\'')

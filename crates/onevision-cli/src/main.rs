@@ -3,12 +3,14 @@
 //! `generate` answers one prompt about images or a video; `chat` holds a conversation on stdin;
 //! `inspect` describes a checkpoint without loading it; `fixture-check` runs the committed
 //! golden fixtures; `bench-preprocess` times image preprocessing; `serve` runs the
-//! OpenAI-compatible server; `train` trains through the paper's stages. Models are checkpoint
+//! OpenAI-compatible server; `train` trains through the paper's stages; `eval` scores a model
+//! with lmms-eval's protocol. Models are checkpoint
 //! directories or Hugging Face repo ids found in the local cache (`checkpoint.rs`).
 
 mod bench;
 mod chat;
 mod checkpoint;
+mod eval;
 mod generate;
 mod inspect;
 mod perf;
@@ -72,6 +74,11 @@ enum Command {
     /// cosine schedule with warmup, gradient accumulation, clipping). The output loads in
     /// `onevision generate` and in transformers. See docs/TRAINING.md.
     Train(Box<train::TrainArgs>),
+    /// Score a model on lmms-eval's benchmarks with the paper's protocol (lmms-eval 0.2.1:
+    /// prompts, parsers, metrics), from local copies of the datasets; in-process (--model) or
+    /// through an OpenAI-compatible server (--endpoint). Resumable; `eval score` rescores
+    /// samples files, `eval list` names the tasks. See docs/EVALUATION.md.
+    Eval(Box<eval::EvalArgs>),
     /// Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models,
     /// /health, /metrics).
     Serve(serve::ServeArgs),
@@ -143,6 +150,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args).map(|_| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|_| ExitCode::SUCCESS),
         Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(*args),
         Command::BenchPreprocess(args) => bench::run(args).map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => perf::run(args).map(|_| ExitCode::SUCCESS),
         Command::FixtureCheck {

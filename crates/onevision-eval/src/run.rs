@@ -30,7 +30,10 @@ pub struct RunOptions {
     pub data_dir: Option<PathBuf>,
     /// The Hugging Face hub cache, looked in second.
     pub hf_cache: PathBuf,
+    /// `--video-dir DIR`: where every video task's files are, unless `video_dirs` names the
+    /// task (or its group): `--video-dir videomme=DIR`.
     pub video_dir: Option<PathBuf>,
+    pub video_dirs: BTreeMap<String, PathBuf>,
     /// Documents `offset..offset + limit` of each task (doc_id = row index in the split).
     pub offset: usize,
     pub limit: Option<usize>,
@@ -108,12 +111,23 @@ impl Source {
     }
 }
 
+impl RunOptions {
+    /// The video folder of a task: its own, its group's, or the common one.
+    pub fn video_dir_for(&self, task: &dyn Task) -> Option<PathBuf> {
+        self.video_dirs
+            .get(task.name())
+            .or_else(|| task.group().and_then(|g| self.video_dirs.get(g)))
+            .or(self.video_dir.as_ref())
+            .cloned()
+    }
+}
+
 fn open_documents(task: &dyn Task, opts: &RunOptions) -> Result<(Source, Context)> {
     if let Some(docs) = task.documents() {
         return Ok((
             Source::Own(docs?),
             Context {
-                video_dir: opts.video_dir.clone(),
+                video_dir: opts.video_dir_for(task),
                 dataset_dir: None,
             },
         ));
@@ -124,7 +138,7 @@ fn open_documents(task: &dyn Task, opts: &RunOptions) -> Result<(Source, Context
     Ok((
         Source::Hub(ds),
         Context {
-            video_dir: opts.video_dir.clone(),
+            video_dir: opts.video_dir_for(task),
             dataset_dir: dir,
         },
     ))
@@ -204,7 +218,12 @@ pub fn run_task(task: &dyn Task, backend: &dyn Backend, opts: &RunOptions) -> Re
         .collect();
     let resumed = wanted.len() - todo.len();
 
-    let bar = progress_bar(opts.progress, task.name(), wanted.len() as u64, resumed as u64);
+    let bar = progress_bar(
+        opts.progress,
+        task.name(),
+        wanted.len() as u64,
+        resumed as u64,
+    );
     let started = Instant::now();
     let mut appender = samples::Appender::open(&path)?;
     let fatal: Mutex<Option<String>> = Mutex::new(None);
@@ -311,7 +330,10 @@ pub fn run_task(task: &dyn Task, backend: &dyn Backend, opts: &RunOptions) -> Re
 
 /// Filters and scores the samples in doc_id order, filling in `filtered_resps` and the metric
 /// values, and aggregates them: what `onevision eval score` runs on the samples files.
-pub fn score_samples(task: &dyn Task, samples: &mut BTreeMap<usize, Sample>) -> Result<Vec<MetricScore>> {
+pub fn score_samples(
+    task: &dyn Task,
+    samples: &mut BTreeMap<usize, Sample>,
+) -> Result<Vec<MetricScore>> {
     let mut rng = PyRandom::seed(0);
     let mut per_doc = Vec::with_capacity(samples.len());
     for s in samples.values_mut() {
@@ -323,10 +345,12 @@ pub fn score_samples(task: &dyn Task, samples: &mut BTreeMap<usize, Sample>) -> 
             s.metrics = Map::new();
             continue;
         }
-        let values = task.process(&s.doc, &filtered, &mut rng).map_err(|e| Error::Samples {
-            what: format!("{} doc {}", task.name(), s.doc_id),
-            reason: e.to_string(),
-        })?;
+        let values = task
+            .process(&s.doc, &filtered, &mut rng)
+            .map_err(|e| Error::Samples {
+                what: format!("{} doc {}", task.name(), s.doc_id),
+                reason: e.to_string(),
+            })?;
         s.metrics = values.into_iter().collect();
         per_doc.push(s.metrics.clone());
     }
@@ -371,7 +395,10 @@ pub struct Report {
 }
 
 /// Groups (`mvbench`, ...) whose tasks were all run, with their scores.
-fn groups_of(tasks: &[Box<dyn Task>], summaries: &[TaskSummary]) -> Vec<(String, Vec<MetricScore>)> {
+fn groups_of(
+    tasks: &[Box<dyn Task>],
+    summaries: &[TaskSummary],
+) -> Vec<(String, Vec<MetricScore>)> {
     let mut names: Vec<String> = vec![];
     for t in tasks {
         if let Some(g) = t.group() {
@@ -395,7 +422,8 @@ fn groups_of(tasks: &[Box<dyn Task>], summaries: &[TaskSummary]) -> Vec<(String,
 }
 
 /// results.json as lmms-eval writes it (`results`, `groups`, `configs`, `versions`, `n-shot`,
-/// `n-samples`, `config`, `date`), plus `onevision` (failed and resumed counts, throughput).
+/// `n-samples`, `config`, `date`), plus `onevision.<task>.failed`: documents that could not be
+/// evaluated (scored as wrong; the reasons are in the samples file).
 pub fn results_json(
     tasks: &[Box<dyn Task>],
     summaries: &[TaskSummary],
@@ -456,12 +484,10 @@ pub fn results_json(
         );
         ours.insert(
             s.task.clone(),
-            serde_json::json!({
-                "failed": s.failed,
-                "resumed": s.resumed,
-                "generated": s.generated,
-                "bad_sample_lines": s.bad_lines,
-            }),
+            // Only what the documents determine: how many this run or an earlier one
+            // generated, or found unreadable, is printed, not written, so that a resumed
+            // run's results.json equals an uninterrupted one's.
+            serde_json::json!({"failed": s.failed}),
         );
     }
     let mut group_map = Map::new();
@@ -470,7 +496,10 @@ pub fn results_json(
         m.insert("alias".into(), Value::from(g.as_str()));
         for s in scores {
             m.insert(s.key(), Value::from(s.value));
-            m.insert(s.stderr_key(), s.stderr.map(Value::from).unwrap_or(Value::from("N/A")));
+            m.insert(
+                s.stderr_key(),
+                s.stderr.map(Value::from).unwrap_or(Value::from("N/A")),
+            );
         }
         group_map.insert(g.clone(), Value::Object(m));
         versions.insert(g.clone(), Value::from("N/A"));
@@ -497,7 +526,10 @@ pub fn results_json(
         }
     };
     config.insert("batch_size".into(), Value::from(1));
-    config.insert("limit".into(), opts_limit.map(Value::from).unwrap_or(Value::Null));
+    config.insert(
+        "limit".into(),
+        opts_limit.map(Value::from).unwrap_or(Value::Null),
+    );
     config.insert("offset".into(), Value::from(opts_offset));
     config.insert("gen_kwargs".into(), Value::from("temperature=0 (greedy)"));
     out.insert("config".into(), Value::Object(config));
@@ -529,7 +561,14 @@ pub fn run(
         summaries.push(s);
     }
     let groups = groups_of(tasks, &summaries);
-    let results = results_json(tasks, &summaries, &groups, &backend.describe(), opts.limit, opts.offset);
+    let results = results_json(
+        tasks,
+        &summaries,
+        &groups,
+        &backend.describe(),
+        opts.limit,
+        opts.offset,
+    );
     write_json(&opts.output.join("results.json"), &results)?;
     Ok(Report {
         summaries,
@@ -548,7 +587,11 @@ pub fn score_dir(tasks: &[Box<dyn Task>], dir: &Path, output: Option<&Path>) -> 
         if !path.exists() {
             return Err(Error::Samples {
                 what: path.display().to_string(),
-                reason: format!("no samples file for task {} (expected samples_{}.jsonl)", task.name(), task.name()),
+                reason: format!(
+                    "no samples file for task {} (expected samples_{}.jsonl)",
+                    task.name(),
+                    task.name()
+                ),
             });
         }
         let mut loaded = samples::load(&path)?;
@@ -560,7 +603,11 @@ pub fn score_dir(tasks: &[Box<dyn Task>], dir: &Path, output: Option<&Path>) -> 
             effective: loaded.samples.len(),
             generated: 0,
             resumed: loaded.samples.len(),
-            failed: loaded.samples.values().filter(|s| s.failed.is_some()).count(),
+            failed: loaded
+                .samples
+                .values()
+                .filter(|s| s.failed.is_some())
+                .count(),
             bad_lines: loaded.bad_lines.len(),
             generate_seconds: 0.0,
             scores,

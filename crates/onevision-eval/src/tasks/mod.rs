@@ -2,6 +2,7 @@
 //! module and lists its tasks in a `tasks()` function; [`registry`] gathers them.
 
 pub mod choice_image;
+pub mod custom;
 pub mod multi_video;
 pub mod open_image;
 pub mod registry;

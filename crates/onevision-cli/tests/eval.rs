@@ -1,0 +1,335 @@
+//! `onevision eval` end to end on the tiny fixture checkpoint, as a user runs it:
+//!
+//! - one task per modality (single image, multi-image, video) plus the user's own data, read
+//!   from the committed parquet fixtures (fixtures/eval/data, the Hub's layout) and videos;
+//! - in-process and through `onevision serve` (`--endpoint`, concurrency 1 and 4) write
+//!   identical samples files;
+//! - a run interrupted (killed, and a samples file cut mid-line) and resumed writes the same
+//!   results.json as an uninterrupted one (`date` aside);
+//! - `onevision eval score` recomputes the same results from the samples files;
+//! - documents per second in-process and through the endpoint are printed (not asserted).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+const MODEL: &str = "fixtures/models/tied/checkpoint";
+
+fn onevision(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_onevision"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run onevision")
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "onevision failed ({}):\nstdout:\n{}\nstderr:\n{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// (task flag value, --video-dir) per modality.
+const IMAGE_TASK: &str = "mme";
+const MULTI_TASK: &str = "muirbench";
+const VIDEO_TASK: &str = "videomme";
+const VIDEO_DIR_ARG: &str = "videomme=fixtures/eval/videos/videomme";
+const CUSTOM: &str = "fixtures/eval/custom/tasks.jsonl";
+
+fn eval_args<'a>(output: &'a str, tasks: &'a str, backend: &'a [&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "eval",
+        "--tasks",
+        tasks,
+        "--data",
+        "fixtures/eval/data",
+        "--video-dir",
+        VIDEO_DIR,
+        "--output",
+        output,
+        "--no-progress",
+        "--hf-cache",
+        "/nonexistent/hf-cache",
+    ];
+    v.extend_from_slice(backend);
+    v
+}
+
+fn all_tasks() -> String {
+    format!("{IMAGE_TASK},{MULTI_TASK},{VIDEO_TASK},{CUSTOM}")
+}
+
+/// Every samples file of a run, by name.
+fn samples(dir: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("samples_")
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn results(dir: &Path) -> Value {
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("date");
+    v
+}
+
+/// docs/s of each task, from the per-task lines on stderr.
+fn throughput(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("docs/s"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn healthy(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200")
+}
+
+fn serve() -> (Server, String) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_onevision"))
+        .args(["serve", "--model", MODEL, "--port", &port.to_string()])
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start onevision serve");
+    let server = Server(child);
+    let t0 = Instant::now();
+    while !healthy(port) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "onevision serve did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn in_process_and_endpoint_agree_and_resume_is_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name).to_string_lossy().into_owned();
+    let tasks = all_tasks();
+
+    // In-process.
+    let a = dir("inproc");
+    let stderr = ok(&onevision(&eval_args(&a, &tasks, &["--model", MODEL])));
+    let inproc_speed = throughput(&stderr);
+    let reference = samples(Path::new(&a));
+    assert_eq!(reference.len(), 6, "{reference:?}"); // mme, muirbench, videomme, and the custom file's 3 task fields
+    let res = results(Path::new(&a));
+    for t in [IMAGE_TASK, MULTI_TASK, VIDEO_TASK, "tasks", "counting"] {
+        assert!(res["results"][t].is_object(), "{t} missing from {res}");
+    }
+    // The custom file's broken image is counted as failed, and the run went on.
+    assert_eq!(
+        res["onevision"]["tasks"]["failed"], 1,
+        "{}",
+        res["onevision"]
+    );
+
+    // Through onevision serve, at concurrency 1 and 4: the same samples files, byte for byte.
+    let (_server, url) = serve();
+    let mut endpoint_speed = vec![];
+    for c in ["1", "4"] {
+        let b = dir(&format!("endpoint{c}"));
+        let stderr = ok(&onevision(&eval_args(
+            &b,
+            &tasks,
+            &["--endpoint", &url, "--concurrency", c],
+        )));
+        endpoint_speed.push((c, throughput(&stderr)));
+        let got = samples(Path::new(&b));
+        assert_eq!(got.len(), reference.len());
+        for ((name, want), (_, have)) in reference.iter().zip(&got) {
+            assert_eq!(
+                want, have,
+                "{name} differs between in-process and --endpoint --concurrency {c}"
+            );
+        }
+        let mut rb = results(Path::new(&b));
+        let mut ra = res.clone();
+        rb.as_object_mut().unwrap().remove("config");
+        ra.as_object_mut().unwrap().remove("config");
+        assert_eq!(ra, rb, "results.json differs (config aside)");
+    }
+
+    // Resume: a samples file cut mid-line (a crash while writing) and one with only its first
+    // document; the rerun fills in the rest and the results are the same.
+    let r = dir("resumed");
+    std::fs::create_dir_all(&r).unwrap();
+    for (name, text) in &reference {
+        let lines: Vec<&str> = text.lines().collect();
+        let cut = if name.contains(IMAGE_TASK) {
+            format!("{}\n{}", lines[0], &lines[1][..lines[1].len() / 2])
+        } else {
+            format!("{}\n", lines[0])
+        };
+        std::fs::write(Path::new(&r).join(name), cut).unwrap();
+    }
+    let stderr = ok(&onevision(&eval_args(&r, &tasks, &["--model", MODEL])));
+    assert!(stderr.contains("from the samples file"), "{stderr}");
+    assert_eq!(results(Path::new(&r)), res);
+    assert_eq!(samples(Path::new(&r)), reference);
+
+    // A run killed part-way, then resumed.
+    let k = dir("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onevision"))
+        .args(eval_args(&k, &tasks, &["--model", MODEL]))
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = Path::new(&k).join(format!("samples_{IMAGE_TASK}.jsonl"));
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&first).map_or(true, |s| s.lines().count() < 1)
+        && t0.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    println!(
+        "killed run: {status}, {} samples lines written",
+        samples(Path::new(&k))
+            .iter()
+            .map(|(_, t)| t.lines().count())
+            .sum::<usize>()
+    );
+    ok(&onevision(&eval_args(&k, &tasks, &["--model", MODEL])));
+    assert_eq!(results(Path::new(&k)), res);
+    assert_eq!(samples(Path::new(&k)), reference);
+
+    // Rescoring from the samples files alone.
+    let rescored = tmp.path().join("rescored.json");
+    let out = onevision(&[
+        "eval",
+        "score",
+        "--tasks",
+        &tasks,
+        "--samples-dir",
+        &a,
+        "--output",
+        rescored.to_str().unwrap(),
+    ]);
+    ok(&out);
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&rescored).unwrap()).unwrap();
+    assert_eq!(v["results"], res["results"]);
+
+    println!("throughput on the tiny checkpoint (this machine, one run each):");
+    println!("  in-process:");
+    for l in &inproc_speed {
+        println!("    {l}");
+    }
+    for (c, lines) in &endpoint_speed {
+        println!("  --endpoint (onevision serve), --concurrency {c}:");
+        for l in lines {
+            println!("    {l}");
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = tmp.path().to_string_lossy().into_owned();
+    let out = onevision(&eval_args(&o, "no_such_task", &["--model", MODEL]));
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("unknown task `no_such_task`") && e.contains("ai2d") && e.contains("mme"),
+        "{e}"
+    );
+
+    // A dataset that is nowhere: both places named.
+    let out = onevision(&[
+        "eval",
+        "--tasks",
+        "ai2d",
+        "--data",
+        &o,
+        "--hf-cache",
+        "/nonexistent/hf",
+        "--output",
+        &o,
+        "--model",
+        MODEL,
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        e.contains("lmms-lab/ai2d") && e.contains(&o) && e.contains("/nonexistent/hf"),
+        "{e}"
+    );
+
+    // A dead endpoint stops the run with a clear message.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = onevision(&eval_args(&o, IMAGE_TASK, &["--endpoint", &url]));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains(&url), "{e}");
+
+    // Neither backend.
+    let out = onevision(&eval_args(&o, IMAGE_TASK, &[]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
+}

@@ -85,7 +85,10 @@ pub fn group_scores(members: &[(usize, Vec<MetricScore>)]) -> Vec<MetricScore> {
     for (current_size, scores) in members {
         for s in scores {
             let var_score = s.stderr.map_or(0.0, |x| x.powi(2));
-            match out.iter_mut().find(|g| g.metric == s.metric && g.filter == s.filter) {
+            match out
+                .iter_mut()
+                .find(|g| g.metric == s.metric && g.filter == s.filter)
+            {
                 Some(g) => {
                     let (n, m) = (total_size as f64, *current_size as f64);
                     g.value = (g.value * n + s.value * m) / (n + m);

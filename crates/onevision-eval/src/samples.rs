@@ -102,7 +102,8 @@ impl Appender {
             .open(path)
             .map_err(|e| Error::io(path.display(), e))?;
         if needs_newline {
-            file.write_all(b"\n").map_err(|e| Error::io(path.display(), e))?;
+            file.write_all(b"\n")
+                .map_err(|e| Error::io(path.display(), e))?;
         }
         Ok(Self {
             file,

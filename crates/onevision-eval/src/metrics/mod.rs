@@ -4,6 +4,9 @@
 //! (`fixtures/eval/metrics/`, written by `tools/eval_fixtures/`).
 
 pub mod aggregate;
+pub mod anls;
+pub mod exact;
+pub mod filters;
 pub mod mcq_acc;
 pub mod mmmu;
 pub mod pylit;
@@ -11,5 +14,8 @@ pub mod pyrandom;
 pub mod pyre;
 pub mod pyrepr;
 pub mod pystr;
+pub mod relaxed;
 pub mod rouge;
 pub mod video_choice;
+pub mod vqa;
+pub mod yesno;

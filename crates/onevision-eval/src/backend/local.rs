@@ -9,7 +9,7 @@ use candle_core::Device;
 use onevision_engine::resolve::resolve_model;
 use onevision_engine::{GenerateOptions, ImageInput, Pipeline, Request, VideoInput};
 use onevision_nn::dtype::ComputeDType;
-use onevision_processor::{Message, Part, Role};
+use onevision_processor::{DecodeLimits, Message, Part, Role};
 use serde_json::json;
 
 use super::frames::load_frames;
@@ -55,51 +55,51 @@ impl LocalBackend {
             dtype,
         }
     }
+}
 
-    /// The engine request of a document: the conversation and its media, in the order of
-    /// the `Part::Image` / `Part::Video` parts.
-    fn request(&self, eval: &EvalRequest, pipeline: &Pipeline) -> Result<Request, GenError> {
-        let mut parts = Vec::new();
-        let mut images = Vec::new();
-        let mut videos = Vec::new();
-        match &eval.prompt.visual {
-            Visual::None => {}
-            Visual::Images(list) => {
-                for (i, img) in list.iter().enumerate() {
-                    parts.push(Part::Image);
-                    images.push(ImageInput::Bytes {
-                        bytes: img.bytes.clone(),
-                        what: image_name(i, img.path.as_deref()),
-                    });
-                }
-            }
-            Visual::Video(path) => {
-                parts.push(Part::Video);
-                videos.push(VideoInput::Path {
-                    path: path.clone(),
-                    frames: VIDEO_FRAMES,
+/// The engine request of a document: the conversation and its media, in the order of
+/// the `Part::Image` / `Part::Video` parts.
+fn engine_request(eval: &EvalRequest, limits: &DecodeLimits) -> Result<Request, GenError> {
+    let mut parts = Vec::new();
+    let mut images = Vec::new();
+    let mut videos = Vec::new();
+    match &eval.prompt.visual {
+        Visual::None => {}
+        Visual::Images(list) => {
+            for (i, img) in list.iter().enumerate() {
+                parts.push(Part::Image);
+                images.push(ImageInput::Bytes {
+                    bytes: img.bytes.clone(),
+                    what: image_name(i, img.path.as_deref()),
                 });
             }
-            Visual::Frames(paths) => {
-                parts.push(Part::Video);
-                let frames = load_frames(paths, VIDEO_FRAMES, &pipeline.limits)?;
-                videos.push(VideoInput::Decoded(frames));
-            }
         }
-        parts.push(Part::Text(eval.prompt.text.clone()));
-        Ok(Request {
-            messages: vec![
-                Message::new(Role::System, vec![Part::Text(SYSTEM_PROMPT.into())]),
-                Message::new(Role::User, parts),
-            ],
-            images,
-            videos,
-        })
+        Visual::Video(path) => {
+            parts.push(Part::Video);
+            videos.push(VideoInput::Path {
+                path: path.clone(),
+                frames: VIDEO_FRAMES,
+            });
+        }
+        Visual::Frames(paths) => {
+            parts.push(Part::Video);
+            let frames = load_frames(paths, VIDEO_FRAMES, limits)?;
+            videos.push(VideoInput::Decoded(frames));
+        }
     }
+    parts.push(Part::Text(eval.prompt.text.clone()));
+    Ok(Request {
+        messages: vec![
+            Message::new(Role::System, vec![Part::Text(SYSTEM_PROMPT.into())]),
+            Message::new(Role::User, parts),
+        ],
+        images,
+        videos,
+    })
 }
 
 /// How an image is named in error messages: its position, and the dataset's file name.
-pub(crate) fn image_name(index: usize, path: Option<&str>) -> String {
+fn image_name(index: usize, path: Option<&str>) -> String {
     match path {
         Some(p) if !p.is_empty() => format!("image {index} ({p})"),
         _ => format!("image {index}"),
@@ -111,7 +111,7 @@ impl Backend for LocalBackend {
         // A poisoned lock only means an earlier request panicked outside the engine's own
         // catch; the pipeline holds no state between requests.
         let pipeline = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
-        let req = self.request(request, &pipeline)?;
+        let req = engine_request(request, &pipeline.limits)?;
         let options = GenerateOptions {
             max_new_tokens: request.max_new_tokens,
             ignore_eos: false,

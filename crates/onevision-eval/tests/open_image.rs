@@ -60,7 +60,7 @@ fn prompts_visuals_and_targets_equal_lmms_eval() {
             };
             match t.prompt(&row, &Context::default()) {
                 Ok(p) => {
-                    if Value::from(p.text.clone()) != case["prompt"] {
+                    if case["prompt"] != p.text.as_str() {
                         bad.push(format!(
                             "case {i}: prompt {:?} vs {}",
                             p.text, case["prompt"]

@@ -243,8 +243,7 @@ pub fn process_digit_article(in_text: &str) -> String {
 pub fn eval_ai_answer_processor(item: &str) -> String {
     let word = item
         .to_lowercase()
-        .replace(',', "")
-        .replace('?', "")
+        .replace([',', '?'], "")
         .replace("'s", " 's");
     let item = pystr::strip(&word).replace(['\n', '\t'], " ");
     let item = process_punctuation(pystr::strip(&item));

@@ -69,6 +69,9 @@ fn string<'a>(v: &'a Value, key: &str) -> Result<&'a str, String> {
         .ok_or_else(|| format!("`{key}` should be a string: {v}"))
 }
 
+/// One MME category's images, each with its questions' scores, in first-seen order.
+type Questions = Vec<(Value, Vec<f64>)>;
+
 /// `mme_aggregate_results`: per category (in order of first appearance, as Python's dicts
 /// keep them), the mean over its images of `acc + acc_plus`, where an image's two questions
 /// give `acc = sum/2 * 100` and `acc_plus = 100` when both are right; the categories' scores
@@ -76,7 +79,7 @@ fn string<'a>(v: &'a Value, key: &str) -> Result<&'a str, String> {
 /// (upstream asserts it).
 pub fn mme_aggregate_results(values: &[Value]) -> Result<f64, String> {
     // category -> [(question_id, scores)], both in first-seen order.
-    let mut categories: Vec<(String, Vec<(Value, Vec<f64>)>)> = vec![];
+    let mut categories: Vec<(String, Questions)> = vec![];
     for v in values {
         let qid = field(v, "question_id")?;
         let score = number(v, "score")?;

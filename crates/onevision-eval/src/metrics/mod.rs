@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod anls;
+pub mod choice;
 pub mod exact;
 pub mod filters;
 pub mod mcq_acc;

@@ -125,18 +125,26 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
 }
 
 fn list() {
-    println!("{:<44} {:<48} split", "task (group)", "dataset");
-    for t in tasks::all() {
-        let d = t.dataset();
-        let name = match t.group() {
-            Some(g) => format!("{} ({g})", t.name()),
-            None => t.name().to_string(),
-        };
-        let repo = match &d.config {
-            Some(c) => format!("{} [{c}]", d.repo),
-            None => d.repo.clone(),
-        };
-        println!("{name:<44} {repo:<48} {}", d.split);
+    let rows: Vec<(String, String, String)> = tasks::all()
+        .iter()
+        .map(|t| {
+            let d = t.dataset();
+            let name = match t.group() {
+                Some(g) => format!("{} ({g})", t.name()),
+                None => t.name().to_string(),
+            };
+            let repo = match &d.config {
+                Some(c) => format!("{} [{c}]", d.repo),
+                None => d.repo.clone(),
+            };
+            (name, repo, d.split)
+        })
+        .collect();
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(4).max(12);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(7);
+    println!("{:<w0$}  {:<w1$}  split", "task (group)", "dataset");
+    for (name, repo, split) in rows {
+        println!("{name:<w0$}  {repo:<w1$}  {split}");
     }
 }
 

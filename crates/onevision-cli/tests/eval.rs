@@ -231,7 +231,10 @@ fn in_process_and_endpoint_agree_and_resume_is_exact() {
             // the endpoint's says which request part the server could not decode.
             let (w, wf) = without_failure_reasons(want);
             let (h, hf) = without_failure_reasons(have);
-            assert_eq!(w, h, "{name} differs between in-process and --endpoint --concurrency {c}");
+            assert_eq!(
+                w, h,
+                "{name} differs between in-process and --endpoint --concurrency {c}"
+            );
             assert_eq!(wf.len(), hf.len(), "{name}: failures {wf:?} vs {hf:?}");
             for (a, b) in wf.iter().zip(&hf) {
                 let both = a.contains("bad Png header") && b.contains("bad Png header");
@@ -279,7 +282,11 @@ fn in_process_and_endpoint_agree_and_resume_is_exact() {
     std::fs::write(&big, lines).unwrap();
     let big = big.to_string_lossy().into_owned();
     let whole = dir("big-whole");
-    let big_inproc = throughput(&ok(&onevision(&eval_args(&whole, &big, &["--model", MODEL]))));
+    let big_inproc = throughput(&ok(&onevision(&eval_args(
+        &whole,
+        &big,
+        &["--model", MODEL],
+    ))));
     let mut big_endpoint = vec![];
     for c in ["1", "4"] {
         let out = dir(&format!("big-endpoint{c}"));
@@ -307,11 +314,17 @@ fn in_process_and_endpoint_agree_and_resume_is_exact() {
     let status = child.wait().unwrap();
     let written = std::fs::read_to_string(&file).map_or(0, |s| s.lines().count());
     println!("killed run: {status}, {written} of 60 samples written");
-    assert!(!status.success() && written < 60, "the run was not interrupted ({status}, {written} lines)");
+    assert!(
+        !status.success() && written < 60,
+        "the run was not interrupted ({status}, {written} lines)"
+    );
     let stderr = ok(&onevision(&eval_args(&k, &big, &["--model", MODEL])));
     // (The last line may have been cut by the kill: it is dropped and counted, not resumed.)
     assert!(stderr.contains("from the samples file"), "{stderr}");
-    println!("resumed: {}", stderr.lines().find(|l| l.starts_with("big:")).unwrap_or(""));
+    println!(
+        "resumed: {}",
+        stderr.lines().find(|l| l.starts_with("big:")).unwrap_or("")
+    );
     assert_eq!(results(Path::new(&k)), results(Path::new(&whole)));
     assert_eq!(samples(Path::new(&k)), samples(Path::new(&whole)));
 
@@ -331,10 +344,15 @@ fn in_process_and_endpoint_agree_and_resume_is_exact() {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&rescored).unwrap()).unwrap();
     assert_eq!(v["results"], res["results"]);
 
-    println!("throughput on the tiny checkpoint, 60 one-image questions (this machine, one run each):");
+    println!(
+        "throughput on the tiny checkpoint, 60 one-image questions (this machine, one run each):"
+    );
     println!("  in-process: {}", big_inproc.join(" "));
     for (c, lines) in &big_endpoint {
-        println!("  --endpoint (onevision serve) --concurrency {c}: {}", lines.join(" "));
+        println!(
+            "  --endpoint (onevision serve) --concurrency {c}: {}",
+            lines.join(" ")
+        );
     }
     println!("per task of the fixture run (4 documents each, too few to time well):");
     println!("  in-process:");
@@ -347,6 +365,109 @@ fn in_process_and_endpoint_agree_and_resume_is_exact() {
             println!("    {l}");
         }
     }
+}
+
+/// Every built-in task runs from the committed data fixtures (2 documents each), and one
+/// from a Hugging Face cache layout instead of --data.
+#[test]
+fn every_task_runs_from_the_fixtures_and_the_hub_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("all").to_string_lossy().into_owned();
+    let list = onevision(&["eval", "list"]);
+    let listing = String::from_utf8_lossy(&list.stdout).into_owned();
+    let names: Vec<&str> = listing
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.len() >= 40, "{listing}");
+    let tasks = names.join(",");
+    let v = |t: &str| format!("{t}=fixtures/eval/videos/{t}");
+    let videos: Vec<String> = [
+        "videomme",
+        "nextqa_mc_test",
+        "mvbench",
+        "mlvu",
+        "egoschema_subset",
+    ]
+    .iter()
+    .map(|t| v(t))
+    .collect();
+    let mut args = vec![
+        "eval",
+        "--tasks",
+        &tasks,
+        "--data",
+        "fixtures/eval/data",
+        "--limit",
+        "2",
+        "--output",
+        &out,
+        "--no-progress",
+        "--hf-cache",
+        "/nonexistent",
+        "--model",
+        MODEL,
+    ];
+    for d in &videos {
+        args.push("--video-dir");
+        args.push(d);
+    }
+    let stderr = ok(&onevision(&args));
+    let res = results(Path::new(&out));
+    for n in &names {
+        let r = &res["results"][*n];
+        assert!(
+            r.is_object() && r.as_object().unwrap().len() > 1,
+            "{n}: {r}\n{stderr}"
+        );
+        assert_eq!(res["n-samples"][*n]["effective"], 2, "{n}");
+        // Only the fixtures' deliberately missing videos may fail.
+        let failed = res["onevision"][*n]["failed"].as_u64().unwrap();
+        assert!(
+            failed == 0
+                || n.contains("video")
+                || n.starts_with("mvbench")
+                || *n == "mlvu"
+                || n.contains("ego")
+                || n.contains("nextqa"),
+            "{n}: {failed} failed\n{stderr}"
+        );
+    }
+    for g in ["mvbench", "llava_interleave_bench"] {
+        assert!(res["groups"][g].is_object(), "group {g} missing");
+    }
+
+    // The Hugging Face cache layout: datasets--org--name/snapshots/<rev>/ + refs/main.
+    let cache = tmp.path().join("hf");
+    let repo = cache.join("datasets--lmms-lab--MME");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::create_dir_all(repo.join("snapshots")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    std::os::unix::fs::symlink(
+        root().join("fixtures/eval/data/lmms-lab/MME"),
+        repo.join("snapshots/0123abcd"),
+    )
+    .unwrap();
+    let out2 = tmp.path().join("cache").to_string_lossy().into_owned();
+    ok(&onevision(&[
+        "eval",
+        "--tasks",
+        "mme",
+        "--hf-cache",
+        cache.to_str().unwrap(),
+        "--limit",
+        "2",
+        "--output",
+        &out2,
+        "--no-progress",
+        "--model",
+        MODEL,
+    ]));
+    assert_eq!(
+        results(Path::new(&out2))["results"]["mme"],
+        res["results"]["mme"]
+    );
 }
 
 #[test]

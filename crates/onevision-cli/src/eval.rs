@@ -125,7 +125,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
 }
 
 fn list() {
-    let rows: Vec<(String, String, String)> = tasks::all()
+    let rows: Vec<[String; 5]> = tasks::all()
         .iter()
         .map(|t| {
             let d = t.dataset();
@@ -137,14 +137,41 @@ fn list() {
                 Some(c) => format!("{} [{c}]", d.repo),
                 None => d.repo.clone(),
             };
-            (name, repo, d.split)
+            let metrics: Vec<String> = t
+                .metrics()
+                .iter()
+                .map(|m| format!("{},{}", m.name, t.filter_name()))
+                .collect();
+            [
+                name,
+                repo,
+                d.split,
+                t.max_new_tokens().to_string(),
+                metrics.join(" "),
+            ]
         })
         .collect();
-    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(4).max(12);
-    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(7);
-    println!("{:<w0$}  {:<w1$}  split", "task (group)", "dataset");
-    for (name, repo, split) in rows {
-        println!("{name:<w0$}  {repo:<w1$}  {split}");
+    let header = [
+        "task (group)",
+        "dataset [config]",
+        "split",
+        "max_new_tokens",
+        "metrics",
+    ];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+    println!(
+        "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}",
+        header[0], header[1], header[2], header[3], header[4]
+    );
+    for [name, repo, split, max, metrics] in rows {
+        println!("{name:<w0$}  {repo:<w1$}  {split:<w2$}  {max:>w3$}  {metrics}");
     }
 }
 

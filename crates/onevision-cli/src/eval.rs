@@ -242,6 +242,9 @@ fn task_line(s: &TaskSummary) {
         "{}: {} documents ({} generated, {} from the samples file), {} failed, {speed}",
         s.task, s.effective, s.generated, s.resumed, s.failed
     );
+    for e in &s.errors {
+        line.push_str(&format!("\n  {}: not scored: {e}", s.task));
+    }
     if s.bad_lines > 0 {
         line.push_str(&format!(
             ", {} unreadable samples lines dropped",

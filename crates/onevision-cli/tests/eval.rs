@@ -328,6 +328,36 @@ fn in_process_and_endpoint_agree_and_resume_is_exact() {
     assert_eq!(results(Path::new(&k)), results(Path::new(&whole)));
     assert_eq!(samples(Path::new(&k)), samples(Path::new(&whole)));
 
+    // The server dies part-way: the run stops with a message naming it, keeps what it wrote,
+    // and a rerun (against a new server) completes it to the same results.
+    let (server2, url2) = serve();
+    let d = dir("big-dead-server");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onevision"))
+        .args(eval_args(&d, &big, &["--endpoint", &url2]))
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let file = Path::new(&d).join("samples_big.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&file).map_or(true, |s| s.lines().count() < 3)
+        && t0.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(server2); // kills onevision serve
+    let out = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    let kept = std::fs::read_to_string(&file).map_or(0, |s| s.lines().count());
+    println!("dead server: {}, {kept} of 60 samples kept", out.status);
+    if kept < 60 {
+        assert!(!out.status.success(), "{e}");
+        assert!(e.contains(&url2) && e.contains("resumes"), "{e}");
+    }
+    ok(&onevision(&eval_args(&d, &big, &["--endpoint", &url])));
+    assert_eq!(samples(Path::new(&d)), samples(Path::new(&whole)));
+
     // Rescoring from the samples files alone.
     let rescored = tmp.path().join("rescored.json");
     let out = onevision(&[
@@ -468,6 +498,74 @@ fn every_task_runs_from_the_fixtures_and_the_hub_cache() {
         results(Path::new(&out2))["results"]["mme"],
         res["results"]["mme"]
     );
+}
+
+/// `--offset`/`--limit` pick documents by doc_id; runs over other ranges of the same output
+/// keep what the file already has.
+#[test]
+fn offset_and_limit_select_documents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = tmp.path().to_string_lossy().into_owned();
+    let ids = |dir: &str| -> Vec<u64> {
+        let text = std::fs::read_to_string(Path::new(dir).join("samples_mme.jsonl")).unwrap();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["doc_id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--tasks",
+            "mme",
+            "--data",
+            "fixtures/eval/data",
+            "--output",
+            &o,
+            "--no-progress",
+            "--hf-cache",
+            "/nonexistent",
+            "--model",
+            MODEL,
+        ];
+        args.extend_from_slice(extra);
+        ok(&onevision(&args))
+    };
+    // One question of an MME pair: lmms-eval's aggregation raises; here that metric is
+    // reported as not scored and the run ends normally.
+    let stderr = run(&["--offset", "2", "--limit", "1"]);
+    assert_eq!(ids(&o), [2]);
+    assert!(
+        stderr.contains("not scored: mme_percetion_score: MME only supports pairwise evaluation"),
+        "{stderr}"
+    );
+    let r = results(Path::new(&o));
+    assert_eq!(r["n-samples"]["mme"]["effective"], 1);
+    assert!(
+        r["onevision"]["mme"]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("pairwise"),
+        "{r}"
+    );
+    run(&["--limit", "2"]);
+    assert_eq!(ids(&o), [0, 1, 2]);
+    assert_eq!(results(Path::new(&o))["n-samples"]["mme"]["effective"], 2);
+    let stderr = run(&["--offset", "1"]);
+    assert!(stderr.contains("2 from the samples file"), "{stderr}");
+    assert_eq!(ids(&o), [0, 1, 2, 3]);
+    // Every document is in the file now; the whole split scores.
+    let stderr = run(&[]);
+    assert!(stderr.contains("4 from the samples file"), "{stderr}");
+    let r = results(Path::new(&o));
+    assert!(
+        r["results"]["mme"]["mme_percetion_score,none"].is_number(),
+        "{r}"
+    );
+    assert!(r["onevision"]["mme"].get("errors").is_none(), "{r}");
 }
 
 #[test]

@@ -57,6 +57,40 @@ pub fn score_task(
     Ok(out)
 }
 
+/// As [`score_task`], but a metric whose aggregation fails (lmms-eval would raise: MME on a
+/// `--limit` that splits an image's question pair, a category its tables do not know) is
+/// left out and its error returned beside the scores that could be computed.
+pub fn score_task_each(
+    task: &dyn Task,
+    per_doc: &[Map<String, Value>],
+) -> (Vec<MetricScore>, Vec<String>) {
+    let mut scores = vec![];
+    let mut errors = vec![];
+    for spec in task.metrics() {
+        let values: Vec<Value> = per_doc
+            .iter()
+            .filter_map(|m| m.get(&spec.name).cloned())
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let computed = match spec.aggregation {
+            Aggregation::Mean => mean(&values).and_then(|v| Ok((v, mean_stderr(&values)?))),
+            Aggregation::Custom(f) => f(&values).map(|v| (v, None)),
+        };
+        match computed {
+            Ok((value, stderr)) => scores.push(MetricScore {
+                metric: spec.name.clone(),
+                filter: task.filter_name().to_string(),
+                value,
+                stderr,
+            }),
+            Err(e) => errors.push(format!("{}: {e}", spec.name)),
+        }
+    }
+    (scores, errors)
+}
+
 /// The scores as lmms-eval writes them under `results.<task>`: value and stderr ("N/A" when
 /// lmms-eval has none), plus `alias`.
 pub fn results_entry(task: &dyn Task, scores: &[MetricScore]) -> Map<String, Value> {

@@ -18,7 +18,7 @@ use crate::doc::{Prompt, Row};
 use crate::error::{DocError, Error, Result};
 use crate::metrics::pyrandom::PyRandom;
 use crate::metrics::pystr;
-use crate::results::{score_task, MetricScore};
+use crate::results::{score_task_each, MetricScore};
 use crate::samples::{self, Sample};
 use crate::task::{Context, Documents, Task};
 
@@ -57,6 +57,8 @@ pub struct TaskSummary {
     pub bad_lines: usize,
     pub generate_seconds: f64,
     pub scores: Vec<MetricScore>,
+    /// Metrics that could not be aggregated, with why.
+    pub errors: Vec<String>,
 }
 
 impl TaskSummary {
@@ -242,8 +244,23 @@ pub fn run_task(task: &dyn Task, backend: &dyn Backend, opts: &RunOptions) -> Re
         let docs_ref = &mut docs;
         let read_error_ref = &mut read_error;
         s.spawn(move || {
+            // Never block for good on a full queue: when the workers stop (a dead backend),
+            // nobody takes jobs any more.
             let mut send = |id: usize, row: Result<Row, DocError>| {
-                !stop_ref.load(Ordering::Relaxed) && job_tx.send((id, row)).is_ok()
+                let mut job = (id, row);
+                loop {
+                    if stop_ref.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    match job_tx.try_send(job) {
+                        Ok(()) => return true,
+                        Err(mpsc::TrySendError::Full(j)) => {
+                            job = j;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(mpsc::TrySendError::Disconnected(_)) => return false,
+                    }
+                }
             };
             if let Err(e) = docs_ref.feed(todo_ref, &mut send) {
                 *read_error_ref = Some(e);
@@ -307,7 +324,7 @@ pub fn run_task(task: &dyn Task, backend: &dyn Backend, opts: &RunOptions) -> Re
     let mut all = samples::load(&path)?;
     let bad_lines = all.bad_lines.len() + loaded.bad_lines.len();
     all.samples.retain(|id, _| *id >= start && *id < end);
-    let scores = score_samples(task, &mut all.samples)?;
+    let (scores, errors) = score_samples(task, &mut all.samples);
     // Keep documents outside this run's range that were in the file before.
     let mut keep = loaded.samples;
     keep.retain(|id, _| *id < start || *id >= end);
@@ -325,15 +342,18 @@ pub fn run_task(task: &dyn Task, backend: &dyn Backend, opts: &RunOptions) -> Re
         bad_lines,
         generate_seconds,
         scores,
+        errors,
     })
 }
 
 /// Filters and scores the samples in doc_id order, filling in `filtered_resps` and the metric
 /// values, and aggregates them: what `onevision eval score` runs on the samples files.
+/// A document `process` cannot score (a malformed field) is marked failed; a metric whose
+/// aggregation fails is reported in the returned errors; neither stops the task.
 pub fn score_samples(
     task: &dyn Task,
     samples: &mut BTreeMap<usize, Sample>,
-) -> Result<Vec<MetricScore>> {
+) -> (Vec<MetricScore>, Vec<String>) {
     let mut rng = PyRandom::seed(0);
     let mut per_doc = Vec::with_capacity(samples.len());
     for s in samples.values_mut() {
@@ -345,19 +365,19 @@ pub fn score_samples(
             s.metrics = Map::new();
             continue;
         }
-        let values = task
-            .process(&s.doc, &filtered, &mut rng)
-            .map_err(|e| Error::Samples {
-                what: format!("{} doc {}", task.name(), s.doc_id),
-                reason: e.to_string(),
-            })?;
-        s.metrics = values.into_iter().collect();
-        per_doc.push(s.metrics.clone());
+        match task.process(&s.doc, &filtered, &mut rng) {
+            Ok(values) => {
+                s.metrics = values.into_iter().collect();
+                per_doc.push(s.metrics.clone());
+            }
+            Err(e) => {
+                s.metrics = Map::new();
+                s.failed
+                    .get_or_insert_with(|| format!("cannot be scored: {e}"));
+            }
+        }
     }
-    score_task(task, &per_doc).map_err(|reason| Error::Samples {
-        what: format!("{} aggregation", task.name()),
-        reason,
-    })
+    score_task_each(task, &per_doc)
 }
 
 fn progress_bar(enabled: bool, name: &str, total: u64, done: u64) -> ProgressBar {
@@ -487,7 +507,11 @@ pub fn results_json(
             // Only what the documents determine: how many this run or an earlier one
             // generated, or found unreadable, is printed, not written, so that a resumed
             // run's results.json equals an uninterrupted one's.
-            serde_json::json!({"failed": s.failed}),
+            if s.errors.is_empty() {
+                serde_json::json!({"failed": s.failed})
+            } else {
+                serde_json::json!({"failed": s.failed, "errors": s.errors})
+            },
         );
     }
     let mut group_map = Map::new();
@@ -595,7 +619,7 @@ pub fn score_dir(tasks: &[Box<dyn Task>], dir: &Path, output: Option<&Path>) -> 
             });
         }
         let mut loaded = samples::load(&path)?;
-        let scores = score_samples(task.as_ref(), &mut loaded.samples)?;
+        let (scores, errors) = score_samples(task.as_ref(), &mut loaded.samples);
         summaries.push(TaskSummary {
             task: task.name().to_string(),
             group: task.group().map(str::to_string),
@@ -611,6 +635,7 @@ pub fn score_dir(tasks: &[Box<dyn Task>], dir: &Path, output: Option<&Path>) -> 
             bad_lines: loaded.bad_lines.len(),
             generate_seconds: 0.0,
             scores,
+            errors,
         });
     }
     let groups = groups_of(tasks, &summaries);

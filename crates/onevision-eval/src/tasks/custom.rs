@@ -368,7 +368,9 @@ pub fn from_file_with(path: &Path, video_dir: Option<&Path>) -> Result<Vec<Box<d
             }
             match serde_json::from_str(line) {
                 Ok(v) => out.push((i + 1, v)),
-                Err(e) => problems.push(format!("{}:{}: not valid JSON: {e}", path.display(), i + 1)),
+                Err(e) => {
+                    problems.push(format!("{}:{}: not valid JSON: {e}", path.display(), i + 1))
+                }
             }
         }
         out

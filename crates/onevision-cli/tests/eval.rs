@@ -332,7 +332,7 @@ fn in_process_and_endpoint_agree_and_resume_is_exact() {
     // and a rerun (against a new server) completes it to the same results.
     let (server2, url2) = serve();
     let d = dir("big-dead-server");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_onevision"))
+    let child = Command::new(env!("CARGO_BIN_EXE_onevision"))
         .args(eval_args(&d, &big, &["--endpoint", &url2]))
         .current_dir(root())
         .stdout(Stdio::null())

@@ -158,7 +158,7 @@ fn evaluate_doc(
     ctx: &Context,
     doc_id: usize,
     row: Result<Row, DocError>,
-) -> std::result::Result<Sample, (Sample, GenError)> {
+) -> std::result::Result<Sample, GenError> {
     let (doc, target, prompt) = match row {
         Ok(row) => {
             let doc = task.doc_fields(&row);
@@ -199,7 +199,7 @@ fn evaluate_doc(
             sample.failed = Some(msg);
             Ok(sample)
         }
-        Err(e @ GenError::Fatal(_)) => Err((sample, e)),
+        Err(e @ GenError::Fatal(_)) => Err(e),
     }
 }
 
@@ -284,7 +284,7 @@ pub fn run_task(task: &dyn Task, backend: &dyn Backend, opts: &RunOptions) -> Re
                             break;
                         }
                     }
-                    Err((_, e)) => {
+                    Err(e) => {
                         if let Ok(mut f) = fatal.lock() {
                             f.get_or_insert(e.to_string());
                         }

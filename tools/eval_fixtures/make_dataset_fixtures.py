@@ -280,8 +280,9 @@ def badpage():
 
 
 def main():
-    if OUT.exists():
-        shutil.rmtree(OUT)
+    # Only the `edge` org: fixtures/eval/dataset/json/ is make_dataset_json_fixtures.py's.
+    if (OUT / "edge").exists():
+        shutil.rmtree(OUT / "edge")
     shards()
     configs()
     readme()
@@ -289,8 +290,8 @@ def main():
     missing()
     corrupt()
     badpage()
-    total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
-    print(f"total {total} B under {OUT.relative_to(common.ROOT)}")
+    total = sum(p.stat().st_size for p in (OUT / "edge").rglob("*") if p.is_file())
+    print(f"total {total} B under {(OUT / 'edge').relative_to(common.ROOT)}")
 
 
 if __name__ == "__main__":

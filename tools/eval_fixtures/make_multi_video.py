@@ -29,9 +29,14 @@ Column schemas, and where they come from:
   and the dataset card;
 - lmms-lab/NExTQA (MC/test-*): video int64, frame_count, width, height, question, answer int64,
   qid int64, type, a0..a4 -- nextqa/utils.py's reads and the dataset card;
-- OpenGVLab/MVBench (<sub_task>/train-*): video, question, candidates (list<string>), answer --
-  mvbench/utils.py's reads. The Hub repo stores these as json/<sub_task>.json (the datasets
-  library reads them into these columns); the fixture is the same columns as parquet;
+- OpenGVLab/MVBench: laid out as the Hub repo is: README.md whose `configs:` block maps each
+  sub-task config to `data_files: json/<sub_task>.json` (split train; the card's shape, read with
+  the `search` tool, is described in make_dataset_json_fixtures.py), and json/<sub_task>.json, a
+  JSON list of records (datasets' json builder reads it): video, question, candidates, answer --
+  mvbench/utils.py's reads -- and, for the sub-tasks whose clips are bounded (Ask-Anything's
+  mvbench data_list: action_sequence, action_prediction, object_interaction,
+  action_localization, episodic_reasoning), start/end in seconds, mixing integers and floats
+  as a float column does (the builder makes every value a float);
 - sy1998/temp (data/test-*, MLVU as lmms-eval 0.2.1 reads it): video_name, question, answer,
   task_type -- only the columns mlvu/utils.py reads (the repo has no card we could read);
 - lmms-lab/egoschema (Subset/test-*): question_idx, question, video_idx, option (list<string>),
@@ -481,10 +486,29 @@ MVBENCH_ITEMS = {
 }
 
 
+# The sub-tasks whose records carry the clip's bounds (Ask-Anything's mvbench data_list
+# `bound=True`), and the bounds the 3 data rows get (integers among floats, as in the Hub files).
+MVBENCH_BOUNDED = ("action_sequence", "action_prediction", "object_interaction", "action_localization", "episodic_reasoning")
+MVBENCH_BOUNDS = [{"start": 0, "end": 12.5}, {"start": 3.4, "end": 11}, {"start": 17.25, "end": 30.0}]
+
+
+def write_mvbench_card():
+    """OpenGVLab/MVBench's README.md: the card's front matter keys, one config per sub-task."""
+    path = common.DATA_DIR / "OpenGVLab" / "MVBench" / "README.md"
+    lines = ["---", "license: mit", "task_categories:", "- visual-question-answering", "- video-classification",
+             "modalities:", "- Video", "- Text", "configs:"]
+    for sub in MVBENCH_ITEMS:
+        lines += [f"- config_name: {sub}", f"  data_files: json/{sub}.json"]
+    lines += ["---", "", f"A fixture of {GEN}: the Hub repo's layout, 3 records per sub-task.", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    print(f"wrote {path.relative_to(common.ROOT)}")
+
+
 def gen_mvbench(rng):
     U = lmms_ref.task_module("mvbench.utils")
-    import pyarrow as pa
     d_videos = reset_videos("mvbench")
+    write_mvbench_card()
     # The base adversarial set is spread over the 20 subtasks (7 each, 140 >= its size), each
     # subtask file adding 9 responses built from its own documents: 16 cases per file.
     base = common.adversarial_responses(rng, ["A.", "a. b", "(b) is right", "E. e", "F.", "1,5 B", "B.C", "B..", "e.g. C"])
@@ -510,9 +534,11 @@ def gen_mvbench(rng):
         cases = run_cases(pairs, lambda d: U.mvbench_doc_to_text(d, kwargs), identity, U.mvbench_process_results)
         results = custom_results(cases, "mvbench_accuracy", U.mvbench_aggregate_results)
         common.write_fixture(f"mvbench_{sub}", cases, results, GEN, notes=f"sub_task {sub}; mcq_acc; accuracy over non-empty responses x100")
-        rows = docs[:3]
-        schema = pa.schema([("video", pa.string()), ("question", pa.string()), ("candidates", pa.list_(pa.string())), ("answer", pa.string())])
-        common.write_parquet("OpenGVLab/MVBench", rows, schema, split="train", config=sub)
+        rows = [dict(d, **MVBENCH_BOUNDS[j]) if sub in MVBENCH_BOUNDED else dict(d) for j, d in enumerate(docs[:3])]
+        path = common.DATA_DIR / "OpenGVLab" / "MVBench" / "json" / f"{sub}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows, indent=4, ensure_ascii=False) + "\n")
+        print(f"wrote {path.relative_to(common.ROOT)} ({len(rows)} rows)")
         folder = d_videos / U.DATA_LIST[sub]
         if sub == "episodic_reasoning":
             make_frames(folder / rows[0]["video"], common.PHOTO_NAMES[:3])

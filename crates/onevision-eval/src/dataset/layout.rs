@@ -1,32 +1,53 @@
-//! Which parquet files of a dataset repo hold one split of one config.
+//! Which data files of a dataset repo hold one split of one config.
 //!
 //! In order, the first that gives files wins:
 //! 1. the dataset card's `configs:` block (README.md's YAML front matter, as the Hub and
 //!    `datasets` read it): the config named (or, with none named, the one marked
 //!    `default: true`, else the one called `default`, else the only one), its `data_files`
-//!    entry for the split, each `path` a glob (`*` within a folder, `**` across folders);
-//! 2. the Hub's file layouts, in a base folder `B`: `B/<split>-*.parquet` (which covers
+//!    entry for the split, each `path` a glob (`*` within a folder, `**` across folders); a
+//!    `field:` in the config is the json builder's ([`JsonOptions`]);
+//! 2. the Hub's file layouts, in a base folder `B`: `B/<split>-*.<ext>` (which covers
 //!    `<split>-NNNNN-of-NNNNN.parquet` and the older `...-of-NNNNN-<hash>.parquet`),
-//!    `B/<split>.parquet` and `B/<split>/*.parquet`. With a config `C`, `B` is `C/` (`C/<split>/NNNN.parquet`
-//!    is the `refs/convert/parquet` layout); without one (or with `default`), `B` is `data/`,
-//!    then the repo's top folder, then `default/` (the converted layout's default config).
+//!    `B/<split>.<ext>` and `B/<split>/*.<ext>`, `<ext>` being `parquet`, `json` or `jsonl`.
+//!    With a config `C`, `B` is `C/` (`C/<split>/NNNN.parquet` is the `refs/convert/parquet`
+//!    layout); without one (or with `default`), `B` is `data/`, then the repo's top folder,
+//!    then `default/` (the converted layout's default config).
 //!
-//! Shards are sorted by their path, so `-00000-of-` comes first. When nothing matches, the
-//! error lists the configs and splits the repo does have.
+//! Of the files found, `datasets` reads all with one builder, picked by the most common file
+//! extension (parquet on a tie; datasets/load.py `infer_module_for_data_files_list`), and
+//! drops the others; the same here, and a split whose files would go to another builder (csv,
+//! text, images) is an error. Shards are sorted by their path, so `-00000-of-` comes first.
+//! When nothing matches, the error lists the configs and splits the repo does have.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::json::JsonOptions;
 use crate::error::{Error, Result};
 
-/// The parquet files of `split` (of `config`, None for the default config) under the repo
-/// folder `dir`, sorted by path.
+/// One split's data files and how to read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitLayout {
+    /// Sorted by path; all parquet or all JSON.
+    pub files: Vec<PathBuf>,
+    /// The card config's json builder options (none without a card).
+    pub json: JsonOptions,
+}
+
+/// The data files of `split` (of `config`, None for the default config) under the repo
+/// folder `dir`, sorted by path ([`split_layout`]'s files).
 pub fn split_files(dir: &Path, config: Option<&str>, split: &str) -> Result<Vec<PathBuf>> {
-    if let Some(files) = from_card(dir, config, split)? {
-        if !files.is_empty() {
-            return Ok(files);
+    split_layout(dir, config, split).map(|l| l.files)
+}
+
+/// The data files of `split` (of `config`, None for the default config) under the repo
+/// folder `dir`, and the card's options for reading them.
+pub fn split_layout(dir: &Path, config: Option<&str>, split: &str) -> Result<SplitLayout> {
+    if let Some(layout) = from_card(dir, config, split)? {
+        if !layout.files.is_empty() {
+            return Ok(layout);
         }
     }
     let bases: Vec<PathBuf> = match config {
@@ -36,7 +57,10 @@ pub fn split_files(dir: &Path, config: Option<&str>, split: &str) -> Result<Vec<
     for base in &bases {
         let files = in_base(base, split);
         if !files.is_empty() {
-            return Ok(files);
+            return Ok(SplitLayout {
+                files,
+                json: JsonOptions::default(),
+            });
         }
     }
     let looked: Vec<String> = bases
@@ -48,7 +72,7 @@ pub fn split_files(dir: &Path, config: Option<&str>, split: &str) -> Result<Vec<
             } else {
                 format!("{rel}/")
             };
-            format!("{pre}{split}-*.parquet, {pre}{split}/*.parquet")
+            format!("{pre}{split}-*.parquet, {pre}{split}/*.parquet, {pre}{split}.json(l)")
         })
         .collect();
     let what = match config {
@@ -58,15 +82,104 @@ pub fn split_files(dir: &Path, config: Option<&str>, split: &str) -> Result<Vec<
     Err(Error::Dataset {
         what: dir.display().to_string(),
         reason: format!(
-            "no parquet files for {what} (looked for {}); {}",
+            "no parquet or JSON files for {what} (looked for {}); {}",
             looked.join("; "),
             describe(&inventory(dir))
         ),
     })
 }
 
-fn is_parquet(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "parquet") && p.is_file()
+/// The `datasets` builder a file extension (lowercase, no dot) goes to
+/// (datasets/packaged_modules/__init__.py `_EXTENSION_TO_MODULE`); None for extensions no
+/// builder takes (`.md`, `.py`, ...).
+fn builder_of(ext: &str) -> Option<&'static str> {
+    Some(match ext {
+        "parquet" => "parquet",
+        "json" | "jsonl" => "json",
+        "csv" | "tsv" => "csv",
+        "arrow" => "arrow",
+        "txt" => "text",
+        "tar" => "webdataset",
+        "zip" => "zip archive",
+        "png" | "jpg" | "jpeg" | "gif" | "bmp" | "tif" | "tiff" | "webp" | "ico" | "pcx"
+        | "ppm" | "pgm" | "pbm" | "tga" | "xbm" | "dds" | "eps" | "icns" | "im" | "msp" | "sgi"
+        | "spi" => "imagefolder",
+        "wav" | "mp3" | "flac" | "ogg" | "aiff" | "opus" | "m4a" | "au" => "audiofolder",
+        _ => return None,
+    })
+}
+
+/// The extensions of a file name, as `datasets` counts them (`a.jsonl.gz` -> jsonl, gz).
+fn suffixes(p: &Path) -> Vec<String> {
+    file_name(p)
+        .split('.')
+        .skip(1)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// datasets/load.py `infer_module_for_data_files_list`: the builder of the most common
+/// extension among (the first 200 of) `files`, parquet first on a tie, then the extension
+/// that sorts last.
+fn pick_builder(files: &[PathBuf]) -> Option<&'static str> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for f in files.iter().take(200) {
+        for ext in suffixes(f) {
+            *counts.entry(ext).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<(String, usize)> = counts.into_iter().collect();
+    ranked.sort_by(|(a, n), (b, m)| (m, b == "parquet", b).cmp(&(n, a == "parquet", a)));
+    ranked.into_iter().find_map(|(ext, _)| builder_of(&ext))
+}
+
+/// The files the builder `datasets` picks would read, the others dropped (as it drops them);
+/// an error when that builder is not parquet or json, or its files are compressed.
+fn read_with_one_builder(files: Vec<PathBuf>, what: &str) -> Result<Vec<PathBuf>> {
+    let Some(builder) = pick_builder(&files) else {
+        return Ok(vec![]);
+    };
+    if builder != "parquet" && builder != "json" {
+        return Err(Error::Dataset {
+            what: what.to_string(),
+            reason: format!(
+                "`datasets` would read these files with its {builder} builder; only parquet and \
+                 JSON files are read here (convert them to parquet, e.g. with `datasets`' \
+                 `to_parquet`)"
+            ),
+        });
+    }
+    let mut kept = vec![];
+    for f in files {
+        let exts = suffixes(&f);
+        let last = exts.last().map(String::as_str).unwrap_or("");
+        if builder_of(last) == Some(builder) {
+            kept.push(f);
+        } else if exts.iter().any(|e| builder_of(e) == Some(builder)) {
+            return Err(Error::Dataset {
+                what: f.display().to_string(),
+                reason: "a compressed data file; `datasets` decompresses it, here it is not \
+                         read: decompress it in place"
+                    .into(),
+            });
+        }
+    }
+    Ok(kept)
+}
+
+/// A parquet or JSON file that may hold data: not one of the names `datasets` never reads as
+/// data (datasets/data_files.py `FILES_TO_IGNORE`).
+fn is_data(p: &Path) -> bool {
+    const IGNORED: [&str; 4] = [
+        "config.json",
+        "dataset_info.json",
+        "dataset_infos.json",
+        "dataset_dict.json",
+    ];
+    p.extension()
+        .is_some_and(|e| e == "parquet" || e == "json" || e == "jsonl")
+        && !IGNORED.contains(&file_name(p))
+        && p.is_file()
 }
 
 fn sorted_dir(dir: &Path) -> Vec<PathBuf> {
@@ -82,29 +195,37 @@ fn file_name(p: &Path) -> &str {
     p.file_name().and_then(|n| n.to_str()).unwrap_or("")
 }
 
-/// `base/<split>-*.parquet`, `base/<split>.parquet`, else `base/<split>/*.parquet`.
+/// `base/<split>-*.<ext>`, `base/<split>.<ext>`, else `base/<split>/*.<ext>` (parquet,
+/// json, jsonl), those of the builder `datasets` would pick.
 fn in_base(base: &Path, split: &str) -> Vec<PathBuf> {
     let prefix = format!("{split}-");
-    let exact = format!("{split}.parquet");
     let flat: Vec<PathBuf> = sorted_dir(base)
         .into_iter()
         .filter(|p| {
             let n = file_name(p);
-            (n.starts_with(&prefix) || n == exact) && is_parquet(p)
+            let exact = n
+                .strip_prefix(split)
+                .is_some_and(|rest| matches!(rest, ".parquet" | ".json" | ".jsonl"));
+            (n.starts_with(&prefix) || exact) && is_data(p)
         })
         .collect();
-    if !flat.is_empty() {
-        return flat;
-    }
-    sorted_dir(&base.join(split))
-        .into_iter()
-        .filter(|p| is_parquet(p))
-        .collect()
+    let files = if flat.is_empty() {
+        sorted_dir(&base.join(split))
+            .into_iter()
+            .filter(|p| is_data(p))
+            .collect()
+    } else {
+        flat
+    };
+    // Only parquet and JSON files are here: the pick is one of those, nothing to refuse.
+    read_with_one_builder(files, "").unwrap_or_default()
 }
 
 /// The split a flat shard's name says: `test-00000-of-00001.parquet` -> `test`.
 fn split_of(name: &str) -> Option<String> {
-    let stem = name.strip_suffix(".parquet")?;
+    let stem = [".parquet", ".jsonl", ".json"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))?;
     // `<split>-NNNNN-of-NNNNN[-hash]`: the split is what comes before the shard number.
     let parts: Vec<&str> = stem.split('-').collect();
     for k in 1..parts.len() {
@@ -126,9 +247,9 @@ fn inventory(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let scan = |base: &Path| -> (Vec<String>, Vec<String>) {
         let (mut flat, mut folders) = (vec![], vec![]);
         for p in sorted_dir(base) {
-            if is_parquet(&p) {
+            if is_data(&p) {
                 flat.extend(split_of(file_name(&p)));
-            } else if p.is_dir() && sorted_dir(&p).iter().any(|f| is_parquet(f)) {
+            } else if p.is_dir() && sorted_dir(&p).iter().any(|f| is_data(f)) {
                 folders.push(file_name(&p).to_string());
             }
         }
@@ -173,7 +294,7 @@ fn inventory(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
 
 fn describe(inv: &BTreeMap<String, BTreeSet<String>>) -> String {
     if inv.is_empty() {
-        return "the folder has no parquet files at all".into();
+        return "the folder has no parquet files at all, nor JSON ones".into();
     }
     let parts: Vec<String> = inv
         .iter()
@@ -198,6 +319,8 @@ struct CardConfig {
     default: bool,
     /// split -> glob patterns.
     splits: Vec<(String, Vec<String>)>,
+    /// The json builder's `field`.
+    field: Option<String>,
 }
 
 /// The card's `configs:` block, if README.md has one that parses.
@@ -242,17 +365,19 @@ fn card_configs(dir: &Path) -> Option<Vec<CardConfig>> {
             Some(v) => vec![("train".to_string(), strings(v))],
             None => vec![],
         };
+        let field = c.get("field").and_then(Value::as_str).map(str::to_string);
         out.push(CardConfig {
             name,
             default,
             splits,
+            field,
         });
     }
     Some(out)
 }
 
 /// The files the card maps `config`/`split` to (None when the card says nothing about them).
-fn from_card(dir: &Path, config: Option<&str>, split: &str) -> Result<Option<Vec<PathBuf>>> {
+fn from_card(dir: &Path, config: Option<&str>, split: &str) -> Result<Option<SplitLayout>> {
     let Some(configs) = card_configs(dir) else {
         return Ok(None);
     };
@@ -270,10 +395,12 @@ fn from_card(dir: &Path, config: Option<&str>, split: &str) -> Result<Option<Vec
                 }
             }),
     };
-    let Some(patterns) = chosen
-        .and_then(|c| c.splits.iter().find(|(s, _)| s == split))
-        .map(|(_, p)| p)
-    else {
+    let Some((chosen, patterns)) = chosen.and_then(|c| {
+        c.splits
+            .iter()
+            .find(|(s, _)| s == split)
+            .map(|(_, p)| (c, p))
+    }) else {
         return Ok(None);
     };
     let mut files = BTreeSet::new();
@@ -301,17 +428,18 @@ fn from_card(dir: &Path, config: Option<&str>, split: &str) -> Result<Option<Vec
             }
         });
     }
-    let files: Vec<PathBuf> = files.into_iter().collect();
-    if let Some(bad) = files
-        .iter()
-        .find(|p| p.extension().is_none_or(|e| e != "parquet"))
-    {
-        return Err(Error::Dataset {
-            what: bad.display().to_string(),
-            reason: format!("README.md maps split `{split}` to a file that is not parquet; only parquet files are read"),
-        });
-    }
-    Ok(Some(files))
+    let what = format!(
+        "{}: config `{}`, split `{split}`",
+        dir.join("README.md").display(),
+        chosen.name
+    );
+    let files = read_with_one_builder(files.into_iter().collect(), &what)?;
+    Ok(Some(SplitLayout {
+        files,
+        json: JsonOptions {
+            field: chosen.field.clone(),
+        },
+    }))
 }
 
 /// Every file below `dir` (symlinks followed), skipping dot-folders (`.cache`, `.git`).
@@ -412,5 +540,40 @@ mod tests {
         );
         assert_eq!(split_of("train.parquet").as_deref(), Some("train"));
         assert_eq!(split_of("notes.txt"), None);
+        assert_eq!(split_of("dev.jsonl").as_deref(), Some("dev"));
+        assert_eq!(
+            split_of("test-00000-of-00002.json").as_deref(),
+            Some("test")
+        );
+    }
+
+    #[test]
+    fn one_builder_per_split_as_datasets_picks_it() {
+        let p = |names: &[&str]| -> Vec<PathBuf> { names.iter().map(PathBuf::from).collect() };
+        assert_eq!(pick_builder(&p(&["a.json", "README.md"])), Some("json"));
+        // A tie goes to parquet.
+        assert_eq!(pick_builder(&p(&["a.json", "b.parquet"])), Some("parquet"));
+        // Extensions are counted one by one: two .json and one .jsonl do not outnumber
+        // two .parquet.
+        assert_eq!(
+            pick_builder(&p(&[
+                "a.json",
+                "b.json",
+                "c.jsonl",
+                "d.parquet",
+                "e.parquet"
+            ])),
+            Some("parquet")
+        );
+        assert_eq!(pick_builder(&p(&["a.csv", "b.csv", "c.json"])), Some("csv"));
+        assert_eq!(pick_builder(&p(&["README.md", "x.py"])), None);
+        assert_eq!(
+            read_with_one_builder(p(&["a.json", "b.json", "c.parquet", "n.md"]), "x").unwrap(),
+            p(&["a.json", "b.json"])
+        );
+        let e = read_with_one_builder(p(&["a.csv"]), "x").unwrap_err();
+        assert!(e.to_string().contains("csv builder"), "{e}");
+        let e = read_with_one_builder(p(&["a.jsonl.gz", "b.jsonl"]), "x").unwrap_err();
+        assert!(e.to_string().contains("compressed"), "{e}");
     }
 }

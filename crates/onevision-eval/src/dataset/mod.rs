@@ -1,12 +1,14 @@
-//! Hugging Face datasets read offline from their parquet files.
+//! Hugging Face datasets read offline from their parquet or JSON files.
 //!
 //! - [`locate`]: the repo's folder, `--data DIR/<org>/<name>/` or the hub cache's snapshot;
-//! - [`layout::split_files`]: the shards of one split (the card's `configs:`, else the Hub's
-//!   layouts);
-//! - [`Dataset`]: the split's shards, opened by their footers only: [`Dataset::len`] and the
-//!   column check ([`Dataset::require_columns`]) read no data; [`Dataset::read`] streams
-//!   [`Row`](crate::doc::Row)s in record batches of [`BATCH_ROWS`] rows, only the columns asked
-//!   for, only the row groups that hold the documents asked for;
+//! - [`layout::split_layout`]: the files of one split (the card's `configs:`, else the Hub's
+//!   layouts), parquet or JSON as `datasets` picks its builder;
+//! - [`Dataset`]: the split's shards. Parquet shards are opened by their footers only:
+//!   [`Dataset::len`] and the column check ([`Dataset::require_columns`]) read no data;
+//!   [`Dataset::read`] streams [`Row`](crate::doc::Row)s in record batches of [`BATCH_ROWS`]
+//!   rows, only the columns asked for, only the row groups that hold the documents asked for.
+//!   JSON and JSON Lines files (small) are parsed once, when opened, and kept in memory:
+//!   [`json`] says how their values become the same rows `datasets`' json builder gives;
 //! - [`Selection`]: which documents, by doc_id. A doc_id is the row's index in the split,
 //!   shards concatenated in path order (lmms-eval's `doc_id`, `enumerate(dataset[split])`);
 //!   the run loop asks for `--offset`/`--limit` ([`Dataset::window`]) minus what the samples
@@ -29,6 +31,7 @@
 //! ```
 
 pub mod convert;
+pub mod json;
 pub mod layout;
 pub mod locate;
 mod rows;
@@ -42,14 +45,16 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::task::DatasetSpec;
 
-pub use layout::split_files;
+pub use json::JsonOptions;
+pub use layout::{split_files, split_layout, SplitLayout};
 pub use locate::{cache_folder, default_hf_cache, hf_cache_from, locate};
 pub use rows::{Rows, Selection, WithDocIds};
 
 /// Rows per record batch read: small, because a row of an image dataset can be megabytes.
 pub const BATCH_ROWS: usize = 32;
 
-/// One split of a dataset: its parquet shards in order, opened by their footers.
+/// One split of a dataset: its shards in order (parquet files opened by their footers, or
+/// JSON files parsed).
 #[derive(Debug)]
 pub struct Dataset {
     dir: Option<PathBuf>,
@@ -57,15 +62,28 @@ pub struct Dataset {
     batch_size: usize,
 }
 
-/// One parquet file: its footer (row groups, schema) and where its rows start in the split.
+/// One data file and where its rows start in the split.
 #[derive(Debug)]
 pub(crate) struct Shard {
     pub(crate) path: PathBuf,
     pub(crate) start: usize,
     pub(crate) rows: usize,
-    pub(crate) meta: ArrowReaderMetadata,
-    /// `datasets`' features from the file's `huggingface` metadata (column -> feature).
-    pub(crate) features: Map<String, Value>,
+    pub(crate) data: ShardData,
+}
+
+#[derive(Debug)]
+pub(crate) enum ShardData {
+    Parquet {
+        /// The footer: row groups, schema.
+        meta: ArrowReaderMetadata,
+        /// `datasets`' features from the file's `huggingface` metadata (column -> feature).
+        features: Map<String, Value>,
+    },
+    /// A JSON file's rows, each with every column of the split ([`json`]).
+    Json {
+        columns: Vec<String>,
+        rows: Vec<Map<String, Value>>,
+    },
 }
 
 impl Shard {
@@ -107,18 +125,20 @@ impl Shard {
             path,
             start,
             rows,
-            meta,
-            features,
+            data: ShardData::Parquet { meta, features },
         })
     }
 
     pub(crate) fn columns(&self) -> Vec<String> {
-        self.meta
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect()
+        match &self.data {
+            ShardData::Parquet { meta, .. } => meta
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            ShardData::Json { columns, .. } => columns.clone(),
+        }
     }
 
     fn missing(&self, needed: &[String]) -> Option<Error> {
@@ -195,33 +215,87 @@ impl Dataset {
         Self::open(&locate(repo, data_dir, hf_cache)?, config, split)
     }
 
-    /// The split `split` of `config` in the repo folder `dir` ([`split_files`]).
+    /// The split `split` of `config` in the repo folder `dir` ([`split_layout`]).
     pub fn open(dir: &Path, config: Option<&str>, split: &str) -> Result<Self> {
-        let mut ds = Self::from_files(split_files(dir, config, split)?)?;
+        let layout = split_layout(dir, config, split)?;
+        let mut ds = Self::from_files_with(layout.files, &layout.json)?;
         ds.dir = Some(dir.to_path_buf());
         Ok(ds)
     }
 
-    /// These parquet files, in this order, as one split.
+    /// These files, in this order, as one split: all parquet, or all JSON (`.json` and
+    /// `.jsonl`, read as [`json`] says).
     pub fn from_files(files: impl IntoIterator<Item = PathBuf>) -> Result<Self> {
-        let mut shards = vec![];
-        let mut start = 0;
-        for path in files {
-            let shard = Shard::open(path, start)?;
-            start += shard.rows;
-            shards.push(shard);
-        }
-        if shards.is_empty() {
+        Self::from_files_with(files, &JsonOptions::default())
+    }
+
+    /// [`Dataset::from_files`] with the json builder's options the dataset card gives.
+    pub fn from_files_with(
+        files: impl IntoIterator<Item = PathBuf>,
+        json_options: &JsonOptions,
+    ) -> Result<Self> {
+        let files: Vec<PathBuf> = files.into_iter().collect();
+        let Some(first) = files.first() else {
             return Err(Error::Dataset {
                 what: "dataset".into(),
-                reason: "no parquet files given".into(),
+                reason: "no parquet or JSON files given".into(),
+            });
+        };
+        let is_json = json::is_json_name(first);
+        if let Some(other) = files.iter().find(|p| json::is_json_name(p) != is_json) {
+            return Err(Error::Dataset {
+                what: other.display().to_string(),
+                reason: format!(
+                    "a split's files are all parquet or all JSON (`datasets` reads a split with                      one builder); {} is not like {}",
+                    other.display(),
+                    first.display()
+                ),
             });
         }
+        let shards = if is_json {
+            Self::json_shards(files, json_options)?
+        } else {
+            let mut shards = vec![];
+            let mut start = 0;
+            for path in files {
+                let shard = Shard::open(path, start)?;
+                start += shard.rows;
+                shards.push(shard);
+            }
+            shards
+        };
         Ok(Dataset {
             dir: None,
             shards,
             batch_size: BATCH_ROWS,
         })
+    }
+
+    /// Parses every file once; one type per column over the split.
+    fn json_shards(files: Vec<PathBuf>, options: &JsonOptions) -> Result<Vec<Shard>> {
+        let parsed = files
+            .iter()
+            .map(|p| json::JsonFile::open(p, options))
+            .collect::<Result<Vec<_>>>()?;
+        let (columns, per_file) = json::split_rows(&parsed)?;
+        let mut start = 0;
+        Ok(files
+            .into_iter()
+            .zip(per_file)
+            .map(|(path, rows)| {
+                let shard = Shard {
+                    path,
+                    start,
+                    rows: rows.len(),
+                    data: ShardData::Json {
+                        columns: columns.clone(),
+                        rows,
+                    },
+                };
+                start += shard.rows;
+                shard
+            })
+            .collect())
     }
 
     /// Rows per record batch (default [`BATCH_ROWS`]).
@@ -240,7 +314,8 @@ impl Dataset {
         self.shards.iter().map(|s| s.path.as_path()).collect()
     }
 
-    /// Rows in the split, from the footers (no data read).
+    /// Rows in the split, from the parquet footers (no data read) or the JSON files parsed
+    /// when opened.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.rows).sum()
     }
@@ -254,25 +329,24 @@ impl Dataset {
         self.shards.first().map(Shard::columns).unwrap_or_default()
     }
 
-    /// The first shard's image columns (they go into `Row::images`, not `Row::fields`).
+    /// The first shard's image columns (they go into `Row::images`, not `Row::fields`); JSON
+    /// files have none (they name media by path).
     pub fn image_columns(&self) -> Vec<String> {
-        let Some(s) = self.shards.first() else {
+        let Some(ShardData::Parquet { meta, features }) = self.shards.first().map(|s| &s.data)
+        else {
             return vec![];
         };
-        s.meta
-            .schema()
+        meta.schema()
             .fields()
             .iter()
-            .filter(|f| {
-                convert::classify(f, s.features.get(f.name())) != convert::ColumnKind::Field
-            })
+            .filter(|f| convert::classify(f, features.get(f.name())) != convert::ColumnKind::Field)
             .map(|f| f.name().clone())
             .collect()
     }
 
     /// [`Error::MissingColumns`] for the first shard that lacks one of `needed` (naming the
     /// file, the missing columns, what is needed and what the file has). Every shard is
-    /// checked, from the footers only.
+    /// checked, from the footers (or the parsed JSON) only.
     pub fn require_columns<S: AsRef<str>>(&self, needed: &[S]) -> Result<()> {
         let needed: Vec<String> = needed.iter().map(|s| s.as_ref().to_string()).collect();
         match self.shards.iter().find_map(|s| s.missing(&needed)) {

@@ -11,7 +11,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 
 use super::convert::{self, ColumnKind};
-use super::{Dataset, Shard};
+use super::{Dataset, Shard, ShardData};
 use crate::doc::Row;
 use crate::error::{Error, Result};
 
@@ -138,9 +138,14 @@ fn plan_row_groups(group_rows: &[usize], local: &[Range<usize>]) -> (Vec<usize>,
 /// The reader over one shard's selected rows.
 struct Open {
     shard: usize,
-    reader: ParquetRecordBatchReader,
     /// The global doc_ids still to come from this shard, in order.
     ids: VecDeque<Range<usize>>,
+    /// None for a JSON shard (its rows are in memory).
+    parquet: Option<Box<OpenParquet>>,
+}
+
+struct OpenParquet {
+    reader: ParquetRecordBatchReader,
     batch: Option<(RecordBatch, Vec<ColumnKind>)>,
     pos: usize,
 }
@@ -209,9 +214,23 @@ impl<'a> Rows<'a> {
 
     fn open_shard(&self, k: usize, local: Vec<Range<usize>>) -> Result<Open> {
         let shard: &Shard = &self.ds.shards()[k];
+        let ids: VecDeque<Range<usize>> = local
+            .iter()
+            .map(|r| r.start + shard.start..r.end + shard.start)
+            .collect();
+        let (meta, features) = match &shard.data {
+            ShardData::Parquet { meta, features } => (meta, features),
+            ShardData::Json { .. } => {
+                return Ok(Open {
+                    shard: k,
+                    ids,
+                    parquet: None,
+                })
+            }
+        };
         let what = || shard.path.display().to_string();
         let file = File::open(&shard.path).map_err(|e| Error::io(what(), e))?;
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, shard.meta.clone());
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone());
         let fields = builder.schema().fields().clone();
         let indices: Vec<usize> = match &self.columns {
             None => (0..fields.len()).collect(),
@@ -224,7 +243,7 @@ impl<'a> Rows<'a> {
         };
         for &i in &indices {
             let f = &fields[i];
-            if convert::classify(f, shard.features.get(f.name())) == ColumnKind::Field {
+            if convert::classify(f, features.get(f.name())) == ColumnKind::Field {
                 if let Some(why) = convert::unsupported(f.data_type()) {
                     return Err(Error::Dataset {
                         what: what(),
@@ -233,8 +252,7 @@ impl<'a> Rows<'a> {
                 }
             }
         }
-        let group_rows: Vec<usize> = shard
-            .meta
+        let group_rows: Vec<usize> = meta
             .metadata()
             .row_groups()
             .iter()
@@ -252,16 +270,14 @@ impl<'a> Rows<'a> {
                 what: what(),
                 reason: format!("cannot read its row groups: {e}"),
             })?;
-        let ids = local
-            .into_iter()
-            .map(|r| r.start + shard.start..r.end + shard.start)
-            .collect();
         Ok(Open {
             shard: k,
-            reader,
             ids,
-            batch: None,
-            pos: 0,
+            parquet: Some(Box::new(OpenParquet {
+                reader,
+                batch: None,
+                pos: 0,
+            })),
         })
     }
 
@@ -275,11 +291,25 @@ impl<'a> Rows<'a> {
                 }
                 continue;
             };
-            let path = || self.ds.shards()[open.shard].path.display().to_string();
-            if let Some((batch, kinds)) = &open.batch {
-                if open.pos < batch.num_rows() {
-                    let i = open.pos;
-                    open.pos += 1;
+            let ds = self.ds;
+            let path = || ds.shards()[open.shard].path.display().to_string();
+            let Some(parquet) = open.parquet.as_mut() else {
+                match pop_id(&mut open.ids) {
+                    Some(id) => {
+                        self.remaining = self.remaining.saturating_sub(1);
+                        let shard = &ds.shards()[open.shard];
+                        return Some(json_row(shard, id, self.columns.as_deref()));
+                    }
+                    None => {
+                        self.open = None;
+                        continue;
+                    }
+                }
+            };
+            if let Some((batch, kinds)) = &parquet.batch {
+                if parquet.pos < batch.num_rows() {
+                    let i = parquet.pos;
+                    parquet.pos += 1;
                     let Some(id) = pop_id(&mut open.ids) else {
                         return Some(Err(Error::Dataset {
                             what: path(),
@@ -302,7 +332,7 @@ impl<'a> Rows<'a> {
             // of the fixtures): a bad download must be an error naming the file, not a crash of
             // the whole run. The reader is dropped after it (the iterator ends on an error).
             let next =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open.reader.next()))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parquet.reader.next()))
                     .unwrap_or_else(|panic| {
                         let msg = panic
                             .downcast_ref::<&str>()
@@ -315,15 +345,18 @@ impl<'a> Rows<'a> {
                     });
             match next {
                 Some(Ok(batch)) => {
-                    let shard = &self.ds.shards()[open.shard];
+                    let features = match &ds.shards()[open.shard].data {
+                        ShardData::Parquet { features, .. } => Some(features),
+                        ShardData::Json { .. } => None,
+                    };
                     let kinds = batch
                         .schema()
                         .fields()
                         .iter()
-                        .map(|f| convert::classify(f, shard.features.get(f.name())))
+                        .map(|f| convert::classify(f, features.and_then(|m| m.get(f.name()))))
                         .collect();
-                    open.batch = Some((batch, kinds));
-                    open.pos = 0;
+                    parquet.batch = Some((batch, kinds));
+                    parquet.pos = 0;
                 }
                 Some(Err(e)) => {
                     return Some(Err(Error::Dataset {
@@ -346,6 +379,38 @@ impl<'a> Rows<'a> {
             }
         }
     }
+}
+
+/// Row `id` of a JSON shard, only `columns` (all when None).
+fn json_row(shard: &Shard, id: usize, columns: Option<&[String]>) -> Result<(usize, Row)> {
+    let what = || shard.path.display().to_string();
+    let ShardData::Json { rows, .. } = &shard.data else {
+        return Err(Error::Dataset {
+            what: what(),
+            reason: "not a JSON shard".into(),
+        });
+    };
+    let all = rows
+        .get(id.wrapping_sub(shard.start))
+        .ok_or_else(|| Error::Dataset {
+            what: what(),
+            reason: format!("doc_id {id} is not in this file"),
+        })?;
+    let fields = match columns {
+        None => all.clone(),
+        Some(cols) => all
+            .iter()
+            .filter(|(k, _)| cols.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    Ok((
+        id,
+        Row {
+            fields,
+            ..Row::default()
+        },
+    ))
 }
 
 fn pop_id(ids: &mut VecDeque<Range<usize>>) -> Option<usize> {

@@ -108,6 +108,11 @@ struct RunArgs {
     /// Skip this many documents per task.
     #[arg(long, default_value_t = 0, value_name = "N")]
     offset: usize,
+    /// Your own data (a .jsonl/.json --tasks file): relative image paths are relative to this
+    /// folder (as `onevision train --image-folder`), else to the file's folder. Relative video
+    /// paths go against a plain `--video-dir DIR`.
+    #[arg(long, value_name = "DIR")]
+    image_folder: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -176,7 +181,11 @@ fn list() {
 }
 
 /// Task names, groups, and own-data files.
-fn resolve_tasks(names: &[String]) -> Result<Vec<Box<dyn Task>>> {
+fn resolve_tasks(
+    names: &[String],
+    image_folder: Option<&Path>,
+    video_dir: Option<&Path>,
+) -> Result<Vec<Box<dyn Task>>> {
     if names.is_empty() {
         bail!("--tasks is required (e.g. --tasks ai2d,mme; `onevision eval list` names them)");
     }
@@ -185,7 +194,7 @@ fn resolve_tasks(names: &[String]) -> Result<Vec<Box<dyn Task>>> {
         let p = Path::new(n);
         let is_file = (n.ends_with(".jsonl") || n.ends_with(".json")) && p.exists();
         if is_file {
-            out.extend(tasks::custom::from_file(p)?);
+            out.extend(tasks::custom::from_file_with(p, image_folder, video_dir)?);
         } else {
             out.extend(tasks::find(n)?);
         }
@@ -313,8 +322,8 @@ fn evaluate(a: RunArgs) -> Result<ExitCode> {
     let Some(output) = a.output.clone() else {
         bail!("--output DIR is required (results.json and the samples files go there)");
     };
-    let tasks = resolve_tasks(&a.tasks)?;
     let (video_dir, video_dirs) = video_dirs(&a.video_dir)?;
+    let tasks = resolve_tasks(&a.tasks, a.image_folder.as_deref(), video_dir.as_deref())?;
     let backend = backend(&a)?;
     let opts = RunOptions {
         output: output.clone(),
@@ -333,7 +342,7 @@ fn evaluate(a: RunArgs) -> Result<ExitCode> {
 }
 
 fn score(a: ScoreArgs) -> Result<ExitCode> {
-    let tasks = resolve_tasks(&a.tasks)?;
+    let tasks = resolve_tasks(&a.tasks, None, None)?;
     let report = run::score_dir(&tasks, &a.samples_dir, a.output.as_deref())?;
     for s in &report.summaries {
         task_line(s);

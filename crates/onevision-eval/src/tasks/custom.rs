@@ -9,8 +9,8 @@
 //! {"question": "What happens?", "video": "clip.mp4", "answer": ["jumps", "a jump"], "metric": "exact", "task": "clips"}
 //! ```
 //! - `question` (string, required); media: `image` (a path), `images` (paths) or `video` (a
-//!   path), relative to the file's directory unless absolute (videos: to `--video-dir` when
-//!   given); none for a text-only question;
+//!   path), relative to `--image-folder` / `--video-dir` when given, else to the file's
+//!   directory, unless absolute; none for a text-only question;
 //! - `answer`: a string or a list of acceptable strings; with `choices` it may be the letter
 //!   (`"B"`), the 0-based index (`1`) or the choice's text;
 //! - `metric`: `exact` (lmms-eval's exact_match, ignoring case and punctuation, any reference),
@@ -342,16 +342,23 @@ fn parse_llava_sample(
 /// (with `conversations`), or a `.json` list of either. Every line with a problem is reported
 /// (file:line and what was expected); nothing is skipped silently.
 pub fn from_file(path: &Path) -> Result<Vec<Box<dyn Task>>> {
-    from_file_with(path, None)
+    from_file_with(path, None, None)
 }
 
-/// As [`from_file`], with videos resolved against `video_dir` when given.
-pub fn from_file_with(path: &Path, video_dir: Option<&Path>) -> Result<Vec<Box<dyn Task>>> {
+/// As [`from_file`], with relative image paths resolved against `image_folder` and relative
+/// video paths against `video_dir` when given (`onevision train`'s `--image-folder` /
+/// `--video-folder`), else against the file's directory.
+pub fn from_file_with(
+    path: &Path,
+    image_folder: Option<&Path>,
+    video_dir: Option<&Path>,
+) -> Result<Vec<Box<dyn Task>>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let video_base = video_dir
+    let file_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = image_folder
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| base.clone());
+        .unwrap_or_else(|| file_dir.clone());
+    let video_base = video_dir.map(Path::to_path_buf).unwrap_or(file_dir);
     let mut problems = vec![];
     let entries: Vec<(usize, Value)> = if path.extension().is_some_and(|e| e == "json") {
         let v: Value = serde_json::from_str(&text)

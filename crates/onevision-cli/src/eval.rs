@@ -63,6 +63,7 @@ struct RunArgs {
     /// The checkpoint to evaluate in-process (a directory or a Hugging Face repo id).
     #[arg(long, value_name = "DIR|ORG/NAME", conflicts_with = "endpoint")]
     model: Option<String>,
+    /// Branch, tag or commit of a --model repo id (default: main).
     #[arg(long, value_name = "REV", requires = "model")]
     revision: Option<String>,
     /// In-process compute dtype.

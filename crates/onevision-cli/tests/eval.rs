@@ -568,6 +568,53 @@ fn offset_and_limit_select_documents() {
     assert!(r["onevision"]["mme"].get("errors").is_none(), "{r}");
 }
 
+/// A dataset row whose image does not decode (fixtures/eval/bad, written by
+/// tools/eval_fixtures/make_bad_data_fixtures.py) is scored as failed and counted, in process
+/// and through the server alike, and the task still gets its score.
+#[test]
+fn an_undecodable_image_fails_its_document_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, url) = serve();
+    for (name, backend) in [
+        ("inproc", vec!["--model", MODEL]),
+        ("endpoint", vec!["--endpoint", url.as_str()]),
+    ] {
+        let o = tmp.path().join(name).to_string_lossy().into_owned();
+        let mut args = vec![
+            "eval",
+            "--tasks",
+            "mme",
+            "--data",
+            "fixtures/eval/bad",
+            "--output",
+            &o,
+            "--no-progress",
+            "--hf-cache",
+            "/nonexistent",
+        ];
+        args.extend_from_slice(&backend);
+        let stderr = ok(&onevision(&args));
+        assert!(
+            stderr.contains("mme: 2 documents (2 generated, 0 from the samples file), 1 failed"),
+            "{stderr}"
+        );
+        let r = results(Path::new(&o));
+        assert_eq!(r["onevision"]["mme"]["failed"], 1, "{r}");
+        assert!(
+            r["results"]["mme"]["mme_percetion_score,none"].is_number(),
+            "{r}"
+        );
+        let text = std::fs::read_to_string(Path::new(&o).join("samples_mme.jsonl")).unwrap();
+        let second: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        let why = second["failed"].as_str().unwrap();
+        assert!(
+            why.contains("truncated") || why.contains("end of file"),
+            "{why}"
+        );
+        assert_eq!(second["resps"], serde_json::json!([[""]]));
+    }
+}
+
 #[test]
 fn bad_input_is_refused_clearly() {
     let tmp = tempfile::tempdir().unwrap();

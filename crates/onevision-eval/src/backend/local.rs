@@ -101,8 +101,8 @@ fn engine_request(eval: &EvalRequest, limits: &DecodeLimits) -> Result<Request, 
 /// How an image is named in error messages: its position, and the dataset's file name.
 fn image_name(index: usize, path: Option<&str>) -> String {
     match path {
-        Some(p) if !p.is_empty() => format!("image {index} ({p})"),
-        _ => format!("image {index}"),
+        Some(p) if !p.is_empty() => format!("#{index} ({p})"),
+        _ => format!("#{index}"),
     }
 }
 

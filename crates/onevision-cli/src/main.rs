@@ -4,8 +4,8 @@
 //! `inspect` describes a checkpoint without loading it; `fixture-check` runs the committed
 //! golden fixtures; `bench-preprocess` times image preprocessing; `serve` runs the
 //! OpenAI-compatible server; `train` trains through the paper's stages; `eval` scores a model
-//! with lmms-eval's protocol. Models are checkpoint
-//! directories or Hugging Face repo ids found in the local cache (`checkpoint.rs`).
+//! with lmms-eval's protocol; `world` writes the procedural shape world's samples. Models are
+//! checkpoint directories or Hugging Face repo ids found in the local cache (`checkpoint.rs`).
 
 mod bench;
 mod chat;
@@ -16,6 +16,7 @@ mod inspect;
 mod perf;
 mod serve;
 mod train;
+mod world;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,11 @@ enum Command {
     /// Time one request stage by stage on a checkpoint (preprocess, vision encode, prefill,
     /// first token, decode, peak memory); medians after a warm-up. Table or --json.
     Bench(perf::BenchArgs),
+    /// Write a split of the procedural shape world (scenes of colored shapes, PNG) as LLaVA
+    /// JSON samples: captions, detailed descriptions, color, shape, counting, position and
+    /// multiple-choice questions, each with its `task` family. Deterministic per seed; train
+    /// and test never share a scene.
+    World(world::WorldArgs),
     /// Check the tiny fixture checkpoints against transformers' recorded outputs.
     ///
     /// Runs each fixture checkpoint on its recorded inputs and compares logits and greedy
@@ -153,6 +159,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval::run(*args),
         Command::BenchPreprocess(args) => bench::run(args).map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => perf::run(args).map(|_| ExitCode::SUCCESS),
+        Command::World(args) => world::run(args).map(|_| ExitCode::SUCCESS),
         Command::FixtureCheck {
             fixtures,
             dtype,

@@ -1,0 +1,279 @@
+//! A procedural visual world for onevision-nano (issue 12): scenes of shapes in named colors,
+//! sizes, positions and counts, rendered anti-aliased to PNG and written as LLaVA JSON samples
+//! (the format `onevision train` reads, media paths relative to the JSON file's directory).
+//!
+//! Everything is a pure function of (split, seed, index): the RNG is SplitMix64 written here
+//! ([`rng`]), so a seed gives byte-identical files on every machine.
+//!
+//! Train and test never share a scene. Each split draws from its own seed stream, and a scene
+//! belongs to one split only, chosen by a hash of its canonical description
+//! ([`Scene::canonical`]) that does not depend on the seed: a candidate scene owned by the other
+//! split is drawn again. So disjointness holds for any two seeds and counts, with no shared
+//! state between the two runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+
+pub mod raster;
+pub mod rng;
+pub mod scene;
+pub mod task;
+
+pub use raster::{render, Raster};
+pub use scene::{Color, Object, Position, Scene, Shape, Size};
+pub use task::{Qa, Task};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: cannot encode the PNG: {source}", path.display())]
+    Png {
+        path: PathBuf,
+        source: image::ImageError,
+    },
+    #[error("cannot write the samples as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("image size {0} px is too small; expected at least {MIN_IMAGE_SIZE} px (the default is {DEFAULT_IMAGE_SIZE})")]
+    ImageSize(u32),
+    #[error("no scene for sample {index} after {MAX_ATTEMPTS} draws; expected one in a few (this is a bug)")]
+    Exhausted { index: usize },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// 384 / 2: the 384 px SigLIP tile is an exact 2x upscale of it, a nano model with a 192 px
+/// tile sees it at native resolution, and the smallest shape (a small square, 15 px across)
+/// still covers a 14 px patch at either tile size. Small images keep a 2-core CPU's training
+/// step and the disk cheap: a PNG is about 3 KB, so 100k samples are about 300 MB.
+pub const DEFAULT_IMAGE_SIZE: u32 = 192;
+/// Below this a small shape is under 4 px across.
+pub const MIN_IMAGE_SIZE: u32 = 32;
+/// Draws per sample before giving up (a scene is rejected when an object finds no room, the
+/// other split owns it, or the question has no unambiguous object: each well under 1 in 2).
+const MAX_ATTEMPTS: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+
+    /// The split that owns a scene: the low bit of the FNV-1a hash of its canonical description.
+    /// It must not depend on the seed, or two runs with different seeds could share scenes.
+    pub fn owner(scene: &Scene) -> Split {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in scene.canonical().bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        if h & 1 == 0 {
+            Split::Train
+        } else {
+            Split::Test
+        }
+    }
+
+    fn tag(self) -> u64 {
+        match self {
+            Split::Train => 0x7472_6169_6e00_0000, // "train"
+            Split::Test => 0x7465_7374_0000_0000,  // "test"
+        }
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Split {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "train" => Ok(Split::Train),
+            "test" => Ok(Split::Test),
+            _ => Err(format!("unknown split {s:?}; expected train or test")),
+        }
+    }
+}
+
+/// How the world is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The side of the square images, in pixels.
+    pub image_size: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            image_size: DEFAULT_IMAGE_SIZE,
+        }
+    }
+}
+
+/// One turn, as LLaVA JSON writes it (`"human"` / `"gpt"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Turn {
+    pub from: &'static str,
+    pub value: String,
+}
+
+/// One LLaVA JSON sample, with the family (`task`) and how it is graded (`metric`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    pub id: String,
+    /// Relative to the JSON file's directory.
+    pub image: String,
+    pub conversations: Vec<Turn>,
+    pub task: Task,
+    pub metric: &'static str,
+}
+
+/// A sample with the scene it asks about (what the tests check the answers against).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub scene: Scene,
+    pub sample: Sample,
+}
+
+/// The seed of draw `attempt` for sample `index`: each split and seed its own stream.
+fn scene_seed(split: Split, seed: u64, index: usize, attempt: usize) -> u64 {
+    rng::mix(rng::mix(rng::mix(seed ^ split.tag()) ^ index as u64) ^ attempt as u64)
+}
+
+/// Sample `index` of a split: families in turn (index mod 7), so every family has `count / 7`
+/// samples give or take one.
+pub fn item(split: Split, seed: u64, index: usize) -> Result<Item> {
+    let task = Task::ALL[index % Task::ALL.len()];
+    for attempt in 0..MAX_ATTEMPTS {
+        let mut rng = rng::Rng::new(scene_seed(split, seed, index, attempt));
+        let Some(scene) = Scene::sample(&mut rng) else {
+            continue;
+        };
+        if Split::owner(&scene) != split {
+            continue;
+        }
+        let Some(qa) = task::ask(task, &scene, &mut rng) else {
+            continue;
+        };
+        let id = format!("{split}-{index:06}");
+        let sample = Sample {
+            image: format!("images/{split}/{id}.png"),
+            id,
+            conversations: vec![
+                Turn {
+                    from: "human",
+                    value: format!("<image>\n{}", qa.question),
+                },
+                Turn {
+                    from: "gpt",
+                    value: qa.answer,
+                },
+            ],
+            task,
+            metric: "exact",
+        };
+        return Ok(Item { scene, sample });
+    }
+    Err(Error::Exhausted { index })
+}
+
+/// What [`generate`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub split: Split,
+    pub json: PathBuf,
+    pub samples: usize,
+    pub per_task: BTreeMap<Task, usize>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tasks: Vec<String> = self
+            .per_task
+            .iter()
+            .map(|(t, n)| format!("{t} {n}"))
+            .collect();
+        write!(
+            f,
+            "{} {} samples -> {} ({})",
+            self.samples,
+            self.split,
+            self.json.display(),
+            tasks.join(", ")
+        )
+    }
+}
+
+/// Writes `out/<split>.json` and `out/images/<split>/<id>.png` at the default image size.
+pub fn generate(out: &Path, split: Split, seed: u64, count: usize) -> Result<Summary> {
+    generate_with(out, split, seed, count, &Options::default())
+}
+
+pub fn generate_with(
+    out: &Path,
+    split: Split,
+    seed: u64,
+    count: usize,
+    opts: &Options,
+) -> Result<Summary> {
+    if opts.image_size < MIN_IMAGE_SIZE {
+        return Err(Error::ImageSize(opts.image_size));
+    }
+    let dir = out.join("images").join(split.name());
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut samples = Vec::with_capacity(count);
+    let mut per_task = BTreeMap::new();
+    for index in 0..count {
+        let Item { scene, sample } = item(split, seed, index)?;
+        let path = out.join(&sample.image);
+        let r = render(&scene, opts.image_size);
+        image::save_buffer_with_format(
+            &path,
+            &r.pixels,
+            r.width,
+            r.height,
+            image::ExtendedColorType::Rgb8,
+            image::ImageFormat::Png,
+        )
+        .map_err(|source| Error::Png {
+            path: path.clone(),
+            source,
+        })?;
+        *per_task.entry(sample.task).or_insert(0) += 1;
+        samples.push(sample);
+    }
+    let json = out.join(format!("{split}.json"));
+    let text = serde_json::to_string_pretty(&samples)?;
+    std::fs::write(&json, text).map_err(|source| Error::Io {
+        path: json.clone(),
+        source,
+    })?;
+    Ok(Summary {
+        split,
+        json,
+        samples: count,
+        per_task,
+    })
+}

@@ -30,7 +30,9 @@
 //! LLaVA samples (`{"id", "image"|"video", "conversations": [{"from": "human", "value"}, {"from":
 //! "gpt", "value"}, ...]}`): every human turn is a question (its `<image>` markers removed: the
 //! chat template puts the media first), the gpt turn after it the reference answer; each turn
-//! is asked on its own with the sample's media (earlier turns are not replayed). Optional
+//! is asked on its own with the sample's media (earlier turns are not replayed), exactly as
+//! written — no post-prompt, so a model is asked as it was trained — with up to 1024 new
+//! tokens (lmms-eval's default). Optional
 //! per-sample `task` and `metric` fields as above (default `exact`).
 
 use std::collections::BTreeMap;
@@ -90,6 +92,9 @@ struct Item {
     answers: Vec<String>,
     choices: Vec<String>,
     metric: Metric,
+    /// A LLaVA sample's human turn: asked exactly as written (no post-prompt), so a model
+    /// trained on these samples is asked as it was trained.
+    as_written: bool,
 }
 
 /// A task made of the items that share a `task` field.
@@ -232,6 +237,7 @@ fn parse_task_line(
             answers,
             choices,
             metric,
+            as_written: false,
         },
     ))
 }
@@ -326,6 +332,7 @@ fn parse_llava_sample(
                 answers: vec![answer.to_string()],
                 choices: vec![],
                 metric,
+                as_written: true,
             });
             i += 2;
         } else {
@@ -457,6 +464,9 @@ fn item_row(item: &Item) -> Row {
         f.insert("choices".into(), Value::from(item.choices.clone()));
     }
     f.insert("metric".into(), Value::from(item.metric.name()));
+    if item.as_written {
+        f.insert("as_written".into(), Value::from(true));
+    }
     if !item.images.is_empty() {
         f.insert(
             "images".into(),
@@ -507,7 +517,10 @@ impl Task for CustomTask {
     }
 
     fn max_new_tokens(&self) -> usize {
-        if self.items.iter().all(|i| i.metric == Metric::Choice) {
+        if self.items.iter().any(|i| i.as_written) {
+            // lmms-eval's default when a task sets none: room for a detailed description.
+            1024
+        } else if self.items.iter().all(|i| i.metric == Metric::Choice) {
             16
         } else {
             128
@@ -518,7 +531,10 @@ impl Task for CustomTask {
         let doc = &row.fields;
         let question = field_str(doc, "question")?;
         let choices = doc_strings(doc, "choices");
-        let text = if choices.is_empty() {
+        let as_written = doc.get("as_written") == Some(&Value::Bool(true));
+        let text = if as_written {
+            question.to_string()
+        } else if choices.is_empty() {
             format!("{question}{OPEN_POST_PROMPT}")
         } else {
             let opts: Vec<String> = choices
@@ -676,11 +692,20 @@ mod tests {
 {"question": "Q3", "choices": ["p", "q"], "answer": "q", "task": "mc"}
 
 {"id": 7, "image": ["a.png", "b.png"], "conversations": [{"from": "human", "value": "<image>\n<image>\nWhat?"}, {"from": "gpt", "value": "That."}, {"from": "human", "value": "And?"}, {"from": "gpt", "value": "This."}], "metric": "anls"}
+{"id": "t", "conversations": [{"from": "human", "value": "Say hello.\nAnswer with one word."}, {"from": "gpt", "value": "Hello"}], "task": "chat"}
 "#,
         );
         let tasks = from_file(&p).unwrap();
         let names: Vec<&str> = tasks.iter().map(|t| t.name()).collect();
-        assert_eq!(names, ["t", "mc"]);
+        assert_eq!(names, ["t", "mc", "chat"]);
+        // A LLaVA sample's turn is asked exactly as written, with lmms-eval's default length.
+        let mut chat = tasks[2].documents().unwrap().unwrap();
+        let asked = tasks[2]
+            .prompt(&chat.row(0).unwrap(), &Context::default())
+            .unwrap();
+        assert_eq!(asked.text, "Say hello.\nAnswer with one word.");
+        assert_eq!(asked.visual, Visual::None);
+        assert_eq!(tasks[2].max_new_tokens(), 1024);
         let mut docs = tasks[0].documents().unwrap().unwrap();
         assert_eq!(docs.len(), 3);
         let row = docs.row(1).unwrap();

@@ -9,7 +9,9 @@ use onevision_world::{generate_with, Options, Split, DEFAULT_IMAGE_SIZE};
 
 #[derive(Args)]
 pub struct WorldArgs {
-    /// Output directory: DIR/<split>.json and DIR/images/<split>/<id>.png.
+    /// Output directory: DIR/<split>.json, DIR/images/<split>/<id>.png, multi-image sets as
+    /// <id>-1.png, <id>-2.png, ... and videos as frame folders <id>/0000.png, ... (train them
+    /// with --image-folder DIR --video-folder DIR).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Which split; train and test never share a scene, whatever their seeds.
@@ -19,7 +21,8 @@ pub struct WorldArgs {
     #[arg(long, value_name = "S")]
     seed: u64,
     /// Samples to write; the task families take turns (caption, detail, color, shape, count,
-    /// position, choice).
+    /// position, choice, then multi_differs, multi_count, multi_changed, video_direction,
+    /// video_color, video_appear, video_order).
     #[arg(long, value_name = "N", default_value_t = 700)]
     count: usize,
     /// Side of the square images, in pixels.

@@ -26,7 +26,11 @@ fn world_writes_a_split_and_says_what_it_wrote() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.starts_with("14 test samples -> "), "{stdout}");
     assert!(
-        stdout.contains("(caption 2, detail 2, color 2, shape 2, count 2, position 2, choice 2)"),
+        stdout.contains(
+            "(caption 1, detail 1, color 1, shape 1, count 1, position 1, choice 1, \
+             multi_differs 1, multi_count 1, multi_changed 1, \
+             video_direction 1, video_color 1, video_appear 1, video_order 1)"
+        ),
         "{stdout}"
     );
     let json: serde_json::Value =
@@ -34,9 +38,23 @@ fn world_writes_a_split_and_says_what_it_wrote() {
     let samples = json.as_array().unwrap();
     assert_eq!(samples.len(), 14);
     for s in samples {
-        let png = out.path().join(s["image"].as_str().unwrap());
-        let img = image::open(&png).unwrap();
-        assert_eq!((img.width(), img.height()), (192, 192), "{}", png.display());
+        let pngs: Vec<std::path::PathBuf> = match (&s["image"], s["video"].as_str()) {
+            (serde_json::Value::String(p), None) => vec![out.path().join(p)],
+            (serde_json::Value::Array(list), None) => list
+                .iter()
+                .map(|p| out.path().join(p.as_str().unwrap()))
+                .collect(),
+            (serde_json::Value::Null, Some(dir)) => {
+                let dir = out.path().join(dir);
+                assert!(dir.join("0000.png").is_file(), "{}", dir.display());
+                vec![dir.join("0000.png")]
+            }
+            _ => panic!("{s}"),
+        };
+        for png in pngs {
+            let img = image::open(&png).unwrap();
+            assert_eq!((img.width(), img.height()), (192, 192), "{}", png.display());
+        }
     }
 }
 

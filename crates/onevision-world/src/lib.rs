@@ -18,11 +18,15 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+pub mod media;
+pub mod multi;
 pub mod raster;
 pub mod rng;
 pub mod scene;
 pub mod task;
+pub mod video;
 
+pub use media::{media_item, MediaItem};
 pub use raster::{render, Raster};
 pub use scene::{Color, Object, Position, Scene, Shape, Size};
 pub use task::{Qa, Task};
@@ -140,8 +144,16 @@ pub struct Turn {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sample {
     pub id: String,
-    /// Relative to the JSON file's directory.
+    /// Relative to the JSON file's directory; empty (and not written) for a multi-image set or
+    /// a video.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub image: String,
+    /// A multi-image set, written as `image: [paths]` (then `image` is empty).
+    #[serde(rename = "image", skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// A video: its folder of frame PNGs, relative to the JSON file's directory.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub video: String,
     pub conversations: Vec<Turn>,
     pub task: Task,
     pub metric: &'static str,
@@ -177,6 +189,8 @@ pub fn item(split: Split, seed: u64, index: usize) -> Result<Item> {
         let id = format!("{split}-{index:06}");
         let sample = Sample {
             image: format!("images/{split}/{id}.png"),
+            images: Vec::new(),
+            video: String::new(),
             id,
             conversations: vec![
                 Turn {
@@ -223,7 +237,9 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Writes `out/<split>.json` and `out/images/<split>/<id>.png` at the default image size.
+/// Writes `out/<split>.json` and `out/images/<split>/<id>.png` at the default image size; the
+/// families take turns, the single-image ones first, then the multi-image sets
+/// (`<id>-1.png`, ...) and videos (`<id>/0000.png`, ...) of [`media`].
 pub fn generate(out: &Path, split: Split, seed: u64, count: usize) -> Result<Summary> {
     generate_with(out, split, seed, count, &Options::default())
 }
@@ -246,21 +262,14 @@ pub fn generate_with(
     let mut samples = Vec::with_capacity(count);
     let mut per_task = BTreeMap::new();
     for index in 0..count {
-        let Item { scene, sample } = item(split, seed, index)?;
-        let path = out.join(&sample.image);
-        let r = render(&scene, opts.image_size);
-        image::save_buffer_with_format(
-            &path,
-            &r.pixels,
-            r.width,
-            r.height,
-            image::ExtendedColorType::Rgb8,
-            image::ImageFormat::Png,
-        )
-        .map_err(|source| Error::Png {
-            path: path.clone(),
-            source,
-        })?;
+        let sample = match media::slot(index) {
+            media::Slot::Single(j) => {
+                let Item { scene, sample } = item(split, seed, j)?;
+                media::save_png(&out.join(&sample.image), &render(&scene, opts.image_size))?;
+                sample
+            }
+            media::Slot::Media(k) => media::write(out, split, seed, k, opts)?,
+        };
         *per_task.entry(sample.task).or_insert(0) += 1;
         samples.push(sample);
     }

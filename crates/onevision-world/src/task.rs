@@ -26,6 +26,14 @@ pub enum Task {
     Position,
     /// A color, shape or position question with four lettered options.
     Choice,
+    // Multi-image and video families (crate::media): `Task::MEDIA`.
+    MultiDiffers,
+    MultiCount,
+    MultiChanged,
+    VideoDirection,
+    VideoColor,
+    VideoAppear,
+    VideoOrder,
 }
 
 impl Task {
@@ -48,6 +56,13 @@ impl Task {
             Task::Count => "count",
             Task::Position => "position",
             Task::Choice => "choice",
+            Task::MultiDiffers => "multi_differs",
+            Task::MultiCount => "multi_count",
+            Task::MultiChanged => "multi_changed",
+            Task::VideoDirection => "video_direction",
+            Task::VideoColor => "video_color",
+            Task::VideoAppear => "video_appear",
+            Task::VideoOrder => "video_order",
         }
     }
 }
@@ -71,9 +86,14 @@ impl FromStr for Task {
     fn from_str(s: &str) -> Result<Self, String> {
         Task::ALL
             .into_iter()
+            .chain(Task::MEDIA)
             .find(|t| t.name() == s)
             .ok_or_else(|| {
-                let names: Vec<&str> = Task::ALL.iter().map(|t| t.name()).collect();
+                let names: Vec<&str> = Task::ALL
+                    .iter()
+                    .chain(&Task::MEDIA)
+                    .map(|t| t.name())
+                    .collect();
                 format!("unknown task {s:?}; expected one of {}", names.join(", "))
             })
     }
@@ -114,6 +134,8 @@ pub fn ask(task: Task, scene: &Scene, rng: &mut Rng) -> Option<Qa> {
             })
         }
         Task::Choice => choice(scene, rng),
+        // Several images or frames: crate::media builds these.
+        _ => None,
     }
 }
 

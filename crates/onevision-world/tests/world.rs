@@ -46,14 +46,21 @@ fn same_seed_same_bytes_other_seed_other_world() {
     generate(b.path(), Split::Train, 3, 21).unwrap();
     generate(c.path(), Split::Train, 4, 21).unwrap();
     let (fa, fb, fc) = (files(a.path()), files(b.path()), files(c.path()));
-    assert_eq!(fa.len(), 22, "21 PNGs and train.json");
+    let single = |n: &&(String, Vec<u8>)| !n.0.contains("-multi-") && !n.0.contains("-video-");
+    assert_eq!(
+        fa.iter().filter(single).count(),
+        15,
+        "14 single-image PNGs and train.json"
+    );
     assert!(fa == fb, "the same seed wrote different bytes");
     let json =
         |f: &[(String, Vec<u8>)]| f.iter().find(|(n, _)| n == "train.json").unwrap().1.clone();
     assert_ne!(json(&fa), json(&fc), "seeds 3 and 4 wrote the same samples");
-    // Families take turns: 21 samples are 3 of each of the 7.
-    assert_eq!(sa.per_task.len(), Task::ALL.len());
-    assert!(sa.per_task.values().all(|&n| n == 3), "{sa}");
+    // Families take turns, the 7 single-image ones first: 21 samples are 2 of each of those
+    // and 1 of each of the 7 multi-image and video families.
+    assert_eq!(sa.per_task.len(), Task::ALL.len() + Task::MEDIA.len());
+    assert!(Task::ALL.iter().all(|t| sa.per_task[t] == 2), "{sa}");
+    assert!(Task::MEDIA.iter().all(|t| sa.per_task[t] == 1), "{sa}");
 }
 
 #[test]
@@ -291,6 +298,7 @@ fn answers_are_true_of_the_scene() {
                     assert!(a.contains(&line), "{a:?} misses {line:?}");
                 }
             }
+            other => unreachable!("item() asks the single-image families only, not {other}"),
         }
         checked[Task::ALL.iter().position(|&t| t == it.sample.task).unwrap()] += 1;
     }
@@ -308,12 +316,17 @@ fn onevision_train_loads_the_written_json() {
     let summary = generate(out.path(), Split::Test, 11, 14).unwrap();
     let opts = onevision_train::data::DataOptions {
         image_folder: Some(out.path().to_path_buf()),
+        video_folder: Some(out.path().to_path_buf()),
         ..Default::default()
     };
     let ds = onevision_train::data::load(&summary.json, &opts).unwrap();
     ds.require_clean().unwrap();
     assert_eq!(ds.samples.len(), 14);
-    assert_eq!(ds.modality_counts().single_image, 14);
+    let counts = ds.modality_counts();
+    assert_eq!(
+        (counts.single_image, counts.multi_image, counts.video),
+        (7, 3, 4)
+    );
     // Extra fields (task, metric) ride along for `onevision eval`.
     let raw: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&summary.json).unwrap()).unwrap();

@@ -91,12 +91,17 @@ fn media_seed(split: Split, seed: u64, k: usize, attempt: usize) -> u64 {
 pub fn media_item(split: Split, seed: u64, k: usize) -> Result<MediaItem> {
     let task = Task::MEDIA[k % Task::MEDIA.len()];
     let owned = |s: &Scene| Split::owner(s) == split;
+    // The answer's class (which attribute changes, which way an object moves, ...) is drawn once
+    // per sample, not per draw: the rejections (a scene owned by the other split, no room)
+    // depend on the class, and redrawing it with the rest would skew the answers towards the
+    // classes rejected least.
+    let class = Rng::new(media_seed(split, seed, k, usize::MAX)).below(4);
     for attempt in 0..MAX_ATTEMPTS {
         let mut rng = Rng::new(media_seed(split, seed, k, attempt));
         let built = if task.is_video() {
-            video::build(task, &mut rng, &owned)
+            video::build(task, class, &mut rng, &owned)
         } else {
-            multi::build(task, &mut rng, &owned)
+            multi::build(task, class, &mut rng, &owned)
         };
         let Some((scenes, question, answer)) = built else {
             continue;

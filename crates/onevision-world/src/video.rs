@@ -85,9 +85,11 @@ fn newcomer(rng: &mut Rng, objects: &[Object]) -> Option<Object> {
     fits(objects, &o, None).then_some(o)
 }
 
-/// The frames, the question (after its `<image>` line) and the answer of a video family.
+/// The frames, the question (after its `<image>` line) and the answer of a video family;
+/// `class` (0-3) chooses the direction, or whether an object appears or disappears.
 pub(crate) fn build(
     task: Task,
+    class: usize,
     rng: &mut Rng,
     owned: &dyn Fn(&Scene) -> bool,
 ) -> Option<(Vec<Scene>, String, String)> {
@@ -100,7 +102,7 @@ pub(crate) fn build(
             if !named_once(&base, &o) {
                 return None;
             }
-            let (dir, dx, dy) = rng.pick(&DIRECTIONS);
+            let (dir, dx, dy) = DIRECTIONS[class];
             let mut video = Vec::with_capacity(n);
             for t in 0..n {
                 let f = TRAVEL * t as f32 / (n - 1) as f32;
@@ -140,7 +142,7 @@ pub(crate) fn build(
             let base = small_scene(rng, 3)?;
             let mut tracks = still(&base, n);
             let at = 1 + rng.below(n - 2);
-            let appear = rng.below(2) == 0;
+            let appear = class < 2;
             let o = if appear {
                 let o = newcomer(rng, &base.objects)?;
                 tracks.push(Track {

@@ -196,6 +196,7 @@ fn when(frames: &[Scene], phrase: &str) -> usize {
 fn answers_are_true_of_the_scenes_and_pixels() {
     let mut checked = std::collections::BTreeMap::new();
     let mut answers: HashSet<(Task, String)> = HashSet::new();
+    let mut per_answer = std::collections::BTreeMap::new();
     for it in media(Split::Train, 9, 280)
         .into_iter()
         .chain(media(Split::Test, 9, 280))
@@ -339,8 +340,24 @@ fn answers_are_true_of_the_scenes_and_pixels() {
         }
         *checked.entry(task).or_insert(0) += 1;
         answers.insert((task, a.to_owned()));
+        *per_answer.entry((task, a.to_owned())).or_insert(0usize) += 1;
     }
     assert_eq!(checked.len(), 7);
+    // The answers of the small vocabularies are balanced: each a quarter of 80, +-10 (the
+    // class is drawn once per sample, so rejections do not skew it).
+    for (t, words, share) in [
+        (
+            Task::MultiChanged,
+            &["color", "shape", "size", "position"][..],
+            20,
+        ),
+        (Task::VideoDirection, &["left", "right", "up", "down"], 20),
+    ] {
+        for w in words {
+            let n = per_answer.get(&(t, (*w).to_owned())).copied().unwrap_or(0);
+            assert!(n.abs_diff(share) <= 10, "{t}: {w} {n} times of 80");
+        }
+    }
     assert!(checked.values().all(|&n| n == 80), "{checked:?}");
     // Every answer of the small vocabularies occurs.
     for (t, want) in [

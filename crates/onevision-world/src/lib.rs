@@ -18,12 +18,14 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+pub mod font;
 pub mod media;
 pub mod multi;
 pub mod raster;
 pub mod rng;
 pub mod scene;
 pub mod task;
+pub mod text;
 pub mod video;
 
 pub use media::{media_item, MediaItem};

@@ -34,6 +34,11 @@ pub enum Task {
     VideoColor,
     VideoAppear,
     VideoOrder,
+    // Rendered text and bar charts (crate::text): `Task::DOC`.
+    OcrWord,
+    OcrNumber,
+    ChartValue,
+    ChartMax,
 }
 
 impl Task {
@@ -63,6 +68,10 @@ impl Task {
             Task::VideoColor => "video_color",
             Task::VideoAppear => "video_appear",
             Task::VideoOrder => "video_order",
+            Task::OcrWord => "ocr_word",
+            Task::OcrNumber => "ocr_number",
+            Task::ChartValue => "chart_value",
+            Task::ChartMax => "chart_max",
         }
     }
 }
@@ -87,11 +96,13 @@ impl FromStr for Task {
         Task::ALL
             .into_iter()
             .chain(Task::MEDIA)
+            .chain(Task::DOC)
             .find(|t| t.name() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = Task::ALL
                     .iter()
                     .chain(&Task::MEDIA)
+                    .chain(&Task::DOC)
                     .map(|t| t.name())
                     .collect();
                 format!("unknown task {s:?}; expected one of {}", names.join(", "))

@@ -1,0 +1,441 @@
+//! Rendered text and charts (issue 12, scope 1): a word or a number written in the bitmap font
+//! ([`crate::font`]) among a few distractor shapes (the OCR families), and bar charts whose bars
+//! carry a category label below and their value printed above (the chart families). Answers are
+//! true by construction: they are the strings the picture prints.
+//!
+//! Train and test never share a document: as with scenes, the split that owns one is a hash of
+//! its canonical description ([`Doc::canonical`]), independent of the seed, and a document
+//! owned by the other split is drawn again.
+
+use std::path::Path;
+
+use crate::font;
+use crate::raster::{render, Raster};
+use crate::rng::{self, Rng};
+use crate::scene::{Color, Object, Scene, Shape, Size};
+use crate::task::{Task, SHORT_ANSWER};
+use crate::{Error, Options, Result, Sample, Split, Turn};
+
+impl Task {
+    /// The text and chart families, in the order [`doc_item`] gives them turns.
+    pub const DOC: [Task; 4] = [
+        Task::OcrWord,
+        Task::OcrNumber,
+        Task::ChartValue,
+        Task::ChartMax,
+    ];
+}
+
+/// The words an OCR image writes (2-6 letters, all drawable in the font).
+pub const WORDS: [&str; 96] = [
+    "AT", "BE", "GO", "HI", "IN", "NO", "ON", "UP", "WE", "OX", "ACE", "ANT", "BAG", "BED", "BOX",
+    "CAT", "COW", "CUP", "DOG", "EGG", "FAN", "FOX", "HAT", "JAM", "KEY", "MAP", "NET", "OWL",
+    "PEN", "PIG", "RED", "SUN", "TOY", "VAN", "WEB", "ZIP", "BIRD", "BLUE", "BOAT", "CAKE", "DOOR",
+    "DUCK", "FISH", "FROG", "GOLD", "HAND", "KING", "LAMP", "MILK", "MOON", "NEST", "PARK", "QUIZ",
+    "RAIN", "ROAD", "SHIP", "STAR", "TREE", "WIND", "YARD", "APPLE", "BREAD", "CHAIR", "CLOUD",
+    "DANCE", "EARTH", "FLAME", "GRAPE", "HORSE", "HOUSE", "JUICE", "LEMON", "MOUSE", "NIGHT",
+    "OCEAN", "PIANO", "QUEEN", "RIVER", "SNAKE", "TIGER", "WATER", "ZEBRA", "ORANGE", "PURPLE",
+    "YELLOW", "GARDEN", "CASTLE", "BRIDGE", "ROCKET", "WINDOW", "PLANET", "FOREST", "SILVER",
+    "JUNGLE", "PEPPER", "VELVET",
+];
+
+/// Chart categories: three letters, so five labels fit side by side at 192 px.
+pub const LABELS: [&str; 16] = [
+    "ANT", "BEE", "CAT", "DOG", "ELK", "FOX", "GNU", "HEN", "JAY", "KOI", "OWL", "PIG", "RAT",
+    "YAK", "EMU", "COW",
+];
+
+/// A word or number written across the middle third, with distractor shapes above or below it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Card {
+    pub text: String,
+    pub color: Color,
+    /// Where the text's left and top edges go in the free room, each in `[0, 1)`.
+    pub jitter: (f32, f32),
+    /// Small or large shapes in the top and bottom rows of the 3x3 grid (never the middle row).
+    pub distractors: Vec<Object>,
+}
+
+/// A bar chart: bar `i` is centered in slot `i` of `labels.len()` equal columns, its height
+/// proportional to `values[i]`, its value printed above it and its label below.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarChart {
+    pub labels: Vec<&'static str>,
+    /// Distinct, so the highest is unique.
+    pub values: Vec<u32>,
+    pub color: Color,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doc {
+    Card(Card),
+    Chart(BarChart),
+}
+
+/// The color of chart text (labels and values).
+pub const INK: Color = Color::Black;
+
+impl Doc {
+    /// What the document shows, independent of the jitter: the train/test owner is its hash.
+    pub fn canonical(&self) -> String {
+        match self {
+            Doc::Card(c) => {
+                let mut parts: Vec<String> = c
+                    .distractors
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{} {} {} @ {}",
+                            o.size.name(),
+                            o.color.name(),
+                            o.shape.name(),
+                            o.position()
+                        )
+                    })
+                    .collect();
+                parts.sort();
+                format!(
+                    "text {:?} in {}; {}",
+                    c.text,
+                    c.color.name(),
+                    parts.join("; ")
+                )
+            }
+            Doc::Chart(b) => {
+                let bars: Vec<String> = b
+                    .labels
+                    .iter()
+                    .zip(&b.values)
+                    .map(|(l, v)| format!("{l} {v}"))
+                    .collect();
+                format!("bar chart in {}: {}", b.color.name(), bars.join(", "))
+            }
+        }
+    }
+
+    pub fn owner(&self) -> Split {
+        let h = self
+            .canonical()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        if h & 1 == 0 {
+            Split::Train
+        } else {
+            Split::Test
+        }
+    }
+}
+
+/// The font scale of an OCR card: 4 at 192 px (glyphs 20 x 28 px).
+pub fn card_scale(side: u32) -> u32 {
+    (side / 48).max(1)
+}
+
+/// The font scale of chart labels and values: 2 at 192 px (glyphs 10 x 14 px).
+pub fn chart_scale(side: u32) -> u32 {
+    (side / 96).max(1)
+}
+
+fn sample_card(task: Task, rng: &mut Rng) -> Card {
+    let text = if task == Task::OcrWord {
+        rng.pick(&WORDS).to_owned()
+    } else {
+        // 1-4 digits, each length equally likely, no leading zero.
+        let digits = 1 + rng.below(4) as u32;
+        let lo = if digits == 1 {
+            0
+        } else {
+            10u32.pow(digits - 1)
+        };
+        (lo + rng.below((10u32.pow(digits) - lo) as usize) as u32).to_string()
+    };
+    let color = rng.pick(&Color::ALL);
+    let jitter = (rng.unit(), rng.unit());
+    let mut cells: Vec<usize> = vec![0, 1, 2, 6, 7, 8];
+    rng.shuffle(&mut cells);
+    let others: Vec<Color> = Color::ALL.into_iter().filter(|&c| c != color).collect();
+    let distractors = cells[..rng.below(3)]
+        .iter()
+        .map(|&cell| {
+            let (row, col) = ((cell / 3) as f32, (cell % 3) as f32);
+            Object {
+                shape: rng.pick(&Shape::ALL),
+                color: rng.pick(&others),
+                size: rng.pick(&Size::ALL),
+                x: (col + 0.3 + 0.4 * rng.unit()) / 3.0,
+                y: (row + 0.3 + 0.4 * rng.unit()) / 3.0,
+            }
+        })
+        .collect();
+    Card {
+        text,
+        color,
+        jitter,
+        distractors,
+    }
+}
+
+fn sample_chart(rng: &mut Rng) -> BarChart {
+    let n = 3 + rng.below(3);
+    let mut labels = LABELS.to_vec();
+    rng.shuffle(&mut labels);
+    labels.truncate(n);
+    let mut values: Vec<u32> = (1..=9).collect();
+    rng.shuffle(&mut values);
+    values.truncate(n);
+    if rng.below(2) == 1 {
+        values.iter_mut().for_each(|v| *v *= 10);
+    }
+    let color = rng.pick(&[
+        Color::Red,
+        Color::Green,
+        Color::Blue,
+        Color::Yellow,
+        Color::Purple,
+        Color::Orange,
+        Color::White,
+    ]);
+    BarChart {
+        labels,
+        values,
+        color,
+    }
+}
+
+/// The top-left corner of a card's text at `side` px: inside the middle third, 2 px clear of it.
+pub fn card_origin(card: &Card, side: u32) -> (u32, u32) {
+    let k = card_scale(side);
+    let (w, h) = (font::width(&card.text, k), font::height(k));
+    let margin = side / 16;
+    let free_x = side.saturating_sub(w + 2 * margin);
+    let (top, bottom) = (side / 3 + 2, 2 * side / 3 - 2);
+    let free_y = bottom.saturating_sub(top + h);
+    (
+        margin + (card.jitter.0 * free_x as f32) as u32,
+        top + (card.jitter.1 * free_y as f32) as u32,
+    )
+}
+
+/// A bar's rectangle in pixels: left, width, top, bottom (exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarBox {
+    pub x: u32,
+    pub w: u32,
+    pub top: u32,
+    pub bottom: u32,
+}
+
+/// The bar rectangles at `side` px: the baseline leaves room for the labels below, the pixel
+/// height is `values[i] / unit * px` with one whole number of pixels per unit, so heights are
+/// exactly proportional to the values.
+pub fn bars(chart: &BarChart, side: u32) -> Vec<BarBox> {
+    let k = chart_scale(side);
+    let line = font::height(k);
+    let baseline = side - line - 4 * k;
+    let top_room = 2 * k + line + 2 * k;
+    let unit = if chart.values.iter().any(|&v| v >= 10) {
+        10
+    } else {
+        1
+    };
+    let px = (baseline.saturating_sub(top_room) / 9).max(1);
+    let n = chart.labels.len() as u32;
+    let slot = side / n;
+    let w = (slot * 3 / 5).max(1);
+    chart
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let h = v / unit * px;
+            BarBox {
+                x: i as u32 * slot + (slot - w) / 2,
+                w,
+                top: baseline - h,
+                bottom: baseline,
+            }
+        })
+        .collect()
+}
+
+/// Draws `doc` on a `side` x `side` image.
+pub fn render_doc(doc: &Doc, side: u32) -> Raster {
+    match doc {
+        Doc::Card(card) => {
+            let mut r = render(
+                &Scene {
+                    objects: card.distractors.clone(),
+                },
+                side,
+            );
+            let (x, y) = card_origin(card, side);
+            font::draw(&mut r, &card.text, x, y, card_scale(side), card.color.rgb());
+            r
+        }
+        Doc::Chart(chart) => {
+            let mut r = render(&Scene { objects: vec![] }, side);
+            let k = chart_scale(side);
+            let ink = INK.rgb();
+            let n = chart.labels.len() as u32;
+            let slot = side / n;
+            let boxes = bars(chart, side);
+            for (i, b) in boxes.iter().enumerate() {
+                font::fill(&mut r, b.x, b.top, b.w, b.bottom - b.top, chart.color.rgb());
+                let center = i as u32 * slot + slot / 2;
+                let value = chart.values[i].to_string();
+                let vw = font::width(&value, k);
+                let vy = b.top - 2 * k - font::height(k);
+                font::draw(&mut r, &value, center - vw / 2, vy, k, ink);
+                let label = chart.labels[i];
+                let lw = font::width(label, k);
+                font::draw(&mut r, label, center - lw / 2, b.bottom + 2 * k, k, ink);
+            }
+            // The axis line under the bars.
+            if let Some(b) = boxes.first() {
+                font::fill(&mut r, 0, b.bottom, side, (k / 2).max(1), ink);
+            }
+            r
+        }
+    }
+}
+
+/// A text or chart sample with the document it shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocItem {
+    pub doc: Doc,
+    pub sample: Sample,
+}
+
+/// Draws per sample before giving up (a draw is rejected only when the other split owns it).
+const MAX_ATTEMPTS: usize = 1000;
+
+fn doc_seed(split: Split, seed: u64, k: usize, attempt: usize) -> u64 {
+    let tag = split
+        .name()
+        .bytes()
+        .fold(0x7465_7874_0000_0000u64, |h, b| rng::mix(h ^ u64::from(b))); // "text"
+    rng::mix(rng::mix(rng::mix(seed ^ tag) ^ k as u64) ^ attempt as u64)
+}
+
+fn ask(task: Task, doc: &Doc, rng: &mut Rng) -> (String, String) {
+    match doc {
+        Doc::Card(c) => {
+            let q = if task == Task::OcrWord {
+                "What word is written in the image?"
+            } else {
+                "What number is shown in the image?"
+            };
+            (q.to_owned(), c.text.clone())
+        }
+        Doc::Chart(b) => {
+            if task == Task::ChartValue {
+                let i = rng.below(b.labels.len());
+                (
+                    format!("What is the value of {} in the bar chart?", b.labels[i]),
+                    b.values[i].to_string(),
+                )
+            } else {
+                let best = (0..b.values.len())
+                    .max_by_key(|&i| b.values[i])
+                    .unwrap_or(0);
+                (
+                    "Which category has the highest value in the bar chart?".to_owned(),
+                    b.labels[best].to_owned(),
+                )
+            }
+        }
+    }
+}
+
+/// Text or chart sample `k` of a split: the families of [`Task::DOC`] in turn (`k` mod 4).
+pub fn doc_item(split: Split, seed: u64, k: usize) -> Result<DocItem> {
+    let task = Task::DOC[k % Task::DOC.len()];
+    for attempt in 0..MAX_ATTEMPTS {
+        let mut rng = Rng::new(doc_seed(split, seed, k, attempt));
+        let doc = match task {
+            Task::OcrWord | Task::OcrNumber => Doc::Card(sample_card(task, &mut rng)),
+            _ => Doc::Chart(sample_chart(&mut rng)),
+        };
+        if doc.owner() != split {
+            continue;
+        }
+        let (question, answer) = ask(task, &doc, &mut rng);
+        let id = format!("{split}-doc-{k:06}");
+        let sample = Sample {
+            image: format!("images/{split}/{id}.png"),
+            images: vec![],
+            video: String::new(),
+            id,
+            conversations: vec![
+                Turn {
+                    from: "human",
+                    value: format!("<image>\n{question}\n{SHORT_ANSWER}"),
+                },
+                Turn {
+                    from: "gpt",
+                    value: answer,
+                },
+            ],
+            task,
+            metric: "exact",
+        };
+        return Ok(DocItem { doc, sample });
+    }
+    Err(Error::Exhausted { index: k })
+}
+
+/// Writes text or chart sample `k`'s PNG under `out` and returns the sample.
+pub fn write(out: &Path, split: Split, seed: u64, k: usize, opts: &Options) -> Result<Sample> {
+    let DocItem { doc, sample } = doc_item(split, seed, k)?;
+    let path = out.join(&sample.image);
+    let r = render_doc(&doc, opts.image_size);
+    image::save_buffer_with_format(
+        &path,
+        &r.pixels,
+        r.width,
+        r.height,
+        image::ExtendedColorType::Rgb8,
+        image::ImageFormat::Png,
+    )
+    .map_err(|source| Error::Png { path, source })?;
+    Ok(sample)
+}
+
+/// Where sample `index` of a generated split comes from: in every 18, the first 14 are the
+/// other families (numbered on their own, so their ids do not change) and the last 4 are
+/// [`Task::DOC`] in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Other(usize),
+    Doc(usize),
+}
+
+/// The other families' samples per round of [`slot`].
+const OTHER: usize = 14;
+
+pub fn slot(index: usize) -> Slot {
+    let d = Task::DOC.len();
+    let (round, f) = (index / (OTHER + d), index % (OTHER + d));
+    if f < OTHER {
+        Slot::Other(round * OTHER + f)
+    } else {
+        Slot::Doc(round * d + f - OTHER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_word_and_label_is_drawable() {
+        for w in WORDS.iter().chain(&LABELS) {
+            assert!((2..=6).contains(&w.len()), "{w}");
+            assert!(w.chars().all(|c| font::glyph(c).is_some()), "{w}");
+        }
+        assert!(font::width("YELLOW", card_scale(192)) + 2 * 12 <= 192);
+        assert!(5 * (font::width("ANT", chart_scale(192)) + 2) <= 192);
+    }
+}

@@ -22,7 +22,8 @@ pub struct WorldArgs {
     seed: u64,
     /// Samples to write; the task families take turns (caption, detail, color, shape, count,
     /// position, choice, then multi_differs, multi_count, multi_changed, video_direction,
-    /// video_color, video_appear, video_order).
+    /// video_color, video_appear, video_order), and after every 14 of those ocr_word,
+    /// ocr_number, chart_value and chart_max.
     #[arg(long, value_name = "N", default_value_t = 700)]
     count: usize,
     /// Side of the square images, in pixels.

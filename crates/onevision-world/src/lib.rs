@@ -241,7 +241,8 @@ impl fmt::Display for Summary {
 
 /// Writes `out/<split>.json` and `out/images/<split>/<id>.png` at the default image size; the
 /// families take turns, the single-image ones first, then the multi-image sets
-/// (`<id>-1.png`, ...) and videos (`<id>/0000.png`, ...) of [`media`].
+/// (`<id>-1.png`, ...) and videos (`<id>/0000.png`, ...) of [`media`]; after every 14 of those,
+/// one sample of each text and chart family of [`text`] (`<split>-doc-<k>.png`).
 pub fn generate(out: &Path, split: Split, seed: u64, count: usize) -> Result<Summary> {
     generate_with(out, split, seed, count, &Options::default())
 }
@@ -264,7 +265,16 @@ pub fn generate_with(
     let mut samples = Vec::with_capacity(count);
     let mut per_task = BTreeMap::new();
     for index in 0..count {
-        let sample = match media::slot(index) {
+        let other = match text::slot(index) {
+            text::Slot::Other(j) => j,
+            text::Slot::Doc(k) => {
+                let sample = text::write(out, split, seed, k, opts)?;
+                *per_task.entry(sample.task).or_insert(0) += 1;
+                samples.push(sample);
+                continue;
+            }
+        };
+        let sample = match media::slot(other) {
             media::Slot::Single(j) => {
                 let Item { scene, sample } = item(split, seed, j)?;
                 media::save_png(&out.join(&sample.image), &render(&scene, opts.image_size))?;

@@ -296,3 +296,23 @@ fn onevision_train_loads_the_written_samples() {
     let img = image::open(out.path().join(raw[0]["image"].as_str().unwrap())).unwrap();
     assert_eq!((img.width(), img.height()), (SIDE, SIDE));
 }
+
+#[test]
+fn generate_writes_the_text_and_chart_samples_after_every_fourteen() {
+    let out = tempfile::tempdir().unwrap();
+    let summary = onevision_world::generate(out.path(), Split::Train, 5, 18).unwrap();
+    assert!(
+        Task::DOC.iter().all(|t| summary.per_task[t] == 1),
+        "{summary}"
+    );
+    let raw: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary.json).unwrap()).unwrap();
+    for k in 0..4 {
+        let it = doc_item(Split::Train, 5, k).unwrap();
+        assert_eq!(raw[14 + k], serde_json::to_value(&it.sample).unwrap());
+        let png = image::open(out.path().join(&it.sample.image))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(png.into_raw(), render_doc(&it.doc, SIDE).pixels);
+    }
+}

@@ -42,11 +42,13 @@ fn same_seed_same_bytes_other_seed_other_world() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let sa = generate(a.path(), Split::Train, 3, 21).unwrap();
-    generate(b.path(), Split::Train, 3, 21).unwrap();
-    generate(c.path(), Split::Train, 4, 21).unwrap();
+    let sa = generate(a.path(), Split::Train, 3, 25).unwrap();
+    generate(b.path(), Split::Train, 3, 25).unwrap();
+    generate(c.path(), Split::Train, 4, 25).unwrap();
     let (fa, fb, fc) = (files(a.path()), files(b.path()), files(c.path()));
-    let single = |n: &&(String, Vec<u8>)| !n.0.contains("-multi-") && !n.0.contains("-video-");
+    let single = |n: &&(String, Vec<u8>)| {
+        !n.0.contains("-multi-") && !n.0.contains("-video-") && !n.0.contains("-doc-")
+    };
     assert_eq!(
         fa.iter().filter(single).count(),
         15,
@@ -56,9 +58,14 @@ fn same_seed_same_bytes_other_seed_other_world() {
     let json =
         |f: &[(String, Vec<u8>)]| f.iter().find(|(n, _)| n == "train.json").unwrap().1.clone();
     assert_ne!(json(&fa), json(&fc), "seeds 3 and 4 wrote the same samples");
-    // Families take turns, the 7 single-image ones first: 21 samples are 2 of each of those
-    // and 1 of each of the 7 multi-image and video families.
-    assert_eq!(sa.per_task.len(), Task::ALL.len() + Task::MEDIA.len());
+    // Families take turns, the 7 single-image ones first: 25 samples are 2 of each of those,
+    // 1 of each of the 7 multi-image and video families and (after the first 14) 1 of each of
+    // the 4 text and chart families.
+    assert_eq!(
+        sa.per_task.len(),
+        Task::ALL.len() + Task::MEDIA.len() + Task::DOC.len()
+    );
+    assert!(Task::DOC.iter().all(|t| sa.per_task[t] == 1), "{sa}");
     assert!(Task::ALL.iter().all(|t| sa.per_task[t] == 2), "{sa}");
     assert!(Task::MEDIA.iter().all(|t| sa.per_task[t] == 1), "{sa}");
 }

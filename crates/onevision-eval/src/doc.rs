@@ -45,6 +45,14 @@ impl Row {
     }
 }
 
+/// A field of a document's JSON fields, any type (Python's `doc[key]`; KeyError -> an error
+/// naming it).
+pub fn field<'a>(fields: &'a Map<String, Value>, column: &str) -> Result<&'a Value, DocError> {
+    fields
+        .get(column)
+        .ok_or_else(|| DocError::new(format!("the document has no `{column}` field")))
+}
+
 /// A string field of a document's JSON fields.
 pub fn field_str<'a>(fields: &'a Map<String, Value>, column: &str) -> Result<&'a str, DocError> {
     match fields.get(column) {

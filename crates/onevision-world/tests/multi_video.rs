@@ -2,8 +2,10 @@
 //! scenes (recomputed here from the scenes alone) and of the pixels, and files that
 //! `onevision train` and the processor's video loader read.
 
+mod common;
+use common::files;
+
 use std::collections::HashSet;
-use std::path::Path;
 
 use onevision_world::media::{slot, Slot};
 use onevision_world::text;
@@ -15,24 +17,6 @@ fn media(split: Split, seed: u64, count: usize) -> Vec<MediaItem> {
     (0..count)
         .map(|k| media_item(split, seed, k).unwrap())
         .collect()
-}
-
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

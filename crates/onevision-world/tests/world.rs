@@ -1,8 +1,10 @@
 //! The world's contract: deterministic per seed, train and test disjoint, answers true of the
 //! rendered pixels and of the scene description, and files `onevision train` loads.
 
+mod common;
+use common::files;
+
 use std::collections::HashSet;
-use std::path::Path;
 
 use onevision_world::scene::BACKGROUND;
 use onevision_world::{
@@ -15,24 +17,6 @@ const PIXEL_TOLERANCE: i32 = 2;
 
 fn items(split: Split, seed: u64, count: usize) -> Vec<Item> {
     (0..count).map(|i| item(split, seed, i).unwrap()).collect()
-}
-
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -47,10 +47,7 @@ fn one_image(row: &Row, column: &str) -> Result<EncodedImage, DocError> {
 }
 
 /// A document field every recipe here needs (Python's KeyError otherwise).
-fn field<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<&'a Value, DocError> {
-    doc.get(key)
-        .ok_or_else(|| DocError::new(format!("the document has no `{key}` field")))
-}
+use crate::doc::field;
 
 fn str_of<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<&'a str, DocError> {
     crate::doc::field_str(doc, key)

@@ -235,11 +235,7 @@ impl Task for Interleave {
         filtered: &str,
         _rng: &mut PyRandom,
     ) -> Result<Vec<(String, Value)>, DocError> {
-        let get = |k: &str| {
-            doc.get(k)
-                .cloned()
-                .ok_or_else(|| DocError::new(format!("the document has no `{k}` field")))
-        };
+        let get = |k: &str| crate::doc::field(doc, k).cloned();
         let sample_id = get("sample_id")?;
         let answer = field_str(doc, "answer")?;
         let question_type = field_str(doc, "question_type")?;

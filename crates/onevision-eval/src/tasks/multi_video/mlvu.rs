@@ -97,11 +97,7 @@ impl Task for Mlvu {
         filtered: &str,
         _rng: &mut PyRandom,
     ) -> Result<Vec<(String, Value)>, DocError> {
-        let get = |k: &str| {
-            doc.get(k)
-                .cloned()
-                .ok_or_else(|| DocError::new(format!("the document has no `{k}` field")))
-        };
+        let get = |k: &str| crate::doc::field(doc, k).cloned();
         let v = json!({
             "question_id": get("question")?,
             "task_type": get("task_type")?,

@@ -123,11 +123,7 @@ impl Task for MuirBench {
         filtered: &str,
         _rng: &mut PyRandom,
     ) -> Result<Vec<(String, Value)>, DocError> {
-        let get = |k: &str| {
-            doc.get(k)
-                .cloned()
-                .ok_or_else(|| DocError::new(format!("the document has no `{k}` field")))
-        };
+        let get = |k: &str| crate::doc::field(doc, k).cloned();
         field_string(doc, "answer")?;
         let v = json!({
             "pred": filtered,

@@ -188,11 +188,7 @@ impl Task for VideoMme {
         filtered: &str,
         _rng: &mut PyRandom,
     ) -> Result<Vec<(String, Value)>, DocError> {
-        let get = |k: &str| {
-            doc.get(k)
-                .cloned()
-                .ok_or_else(|| DocError::new(format!("the document has no `{k}` field")))
-        };
+        let get = |k: &str| crate::doc::field(doc, k).cloned();
         let v = json!({
             "question_id": get("question_id")?,
             "duration": get("duration")?,

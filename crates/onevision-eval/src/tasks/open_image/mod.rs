@@ -66,10 +66,7 @@ fn text<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<&'a str, DocError>
 }
 
 /// A field that must be there (`doc[key]`), any type.
-fn value<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<&'a Value, DocError> {
-    doc.get(key)
-        .ok_or_else(|| DocError::new(format!("the document has no `{key}` field")))
-}
+use crate::doc::field as value;
 
 /// A list of strings (`answers`, `options`).
 fn strings(doc: &Map<String, Value>, key: &str) -> Result<Vec<String>, DocError> {

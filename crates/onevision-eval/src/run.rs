@@ -401,11 +401,6 @@ fn progress_bar(enabled: bool, name: &str, total: u64, done: u64) -> ProgressBar
     bar
 }
 
-/// The samples files' directory for `eval score`.
-pub fn samples_file(dir: &Path, task: &str) -> PathBuf {
-    samples::samples_path(dir, task)
-}
-
 /// Every task's summary, the groups' scores, and results.json's content.
 #[derive(Debug)]
 pub struct Report {

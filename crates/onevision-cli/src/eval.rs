@@ -193,7 +193,10 @@ fn resolve_tasks(
     let mut out: Vec<Box<dyn Task>> = vec![];
     for n in names {
         let p = Path::new(n);
-        let is_file = (n.ends_with(".jsonl") || n.ends_with(".json")) && p.exists();
+        let is_file = n.ends_with(".jsonl") || n.ends_with(".json");
+        if is_file && !p.is_file() {
+            bail!("--tasks {n}: no such file (a .jsonl/.json task file of your own data; see docs/EVALUATION.md)");
+        }
         if is_file {
             out.extend(tasks::custom::from_file_with(p, image_folder, video_dir)?);
         } else {

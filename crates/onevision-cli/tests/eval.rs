@@ -656,6 +656,10 @@ fn bad_input_is_refused_clearly() {
     assert!(!out.status.success());
     assert!(e.contains(&url), "{e}");
 
+    // A task file that is not there.
+    let out = onevision(&eval_args(&o, "fixtures/eval/custom/nope.jsonl", &["--model", MODEL]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.jsonl: no such file"));
+
     // Neither backend.
     let out = onevision(&eval_args(&o, IMAGE_TASK, &[]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));

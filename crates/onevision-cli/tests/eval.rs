@@ -657,7 +657,11 @@ fn bad_input_is_refused_clearly() {
     assert!(e.contains(&url), "{e}");
 
     // A task file that is not there.
-    let out = onevision(&eval_args(&o, "fixtures/eval/custom/nope.jsonl", &["--model", MODEL]));
+    let out = onevision(&eval_args(
+        &o,
+        "fixtures/eval/custom/nope.jsonl",
+        &["--model", MODEL],
+    ));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.jsonl: no such file"));
 
     // Neither backend.

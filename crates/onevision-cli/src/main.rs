@@ -13,6 +13,7 @@ mod checkpoint;
 mod eval;
 mod generate;
 mod inspect;
+mod nano;
 mod perf;
 mod serve;
 mod train;
@@ -96,6 +97,10 @@ enum Command {
     /// multiple-choice questions, each with its `task` family. Deterministic per seed; train
     /// and test never share a scene.
     World(world::WorldArgs),
+    /// Build onevision-nano from nothing: `nano init` (a new checkpoint with its own
+    /// tokenizer), `nano text` (the language model's text pretraining samples),
+    /// `nano pretrain-vision` (SigLIP's sigmoid loss). See scripts/train-nano.sh, docs/NANO.md.
+    Nano(nano::NanoArgs),
     /// Check the tiny fixture checkpoints against transformers' recorded outputs.
     ///
     /// Runs each fixture checkpoint on its recorded inputs and compares logits and greedy
@@ -160,6 +165,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::BenchPreprocess(args) => bench::run(args).map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => perf::run(args).map(|_| ExitCode::SUCCESS),
         Command::World(args) => world::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Nano(args) => nano::run(args).map(|_| ExitCode::SUCCESS),
         Command::FixtureCheck {
             fixtures,
             dtype,

@@ -80,14 +80,23 @@ impl Split {
         }
     }
 
-    /// The split that owns a scene: the low bit of the FNV-1a hash of its canonical description.
-    /// It must not depend on the seed, or two runs with different seeds could share scenes.
+    /// The split that owns a scene: the low bit of the FNV-1a hash of its canonical description,
+    /// passed through SplitMix64's finaliser. It must not depend on the seed, or two runs with
+    /// different seeds could share scenes. (FNV-1a's low bit alone is the parity of the bytes'
+    /// low bits: changing one attribute's name would flip a scene's split deterministically, so
+    /// e.g. a given color change would always cross the splits.)
     pub fn owner(scene: &Scene) -> Split {
+        Split::owner_of(&scene.canonical())
+    }
+
+    /// The split that owns the thing with this canonical description (a scene, a text card, a
+    /// chart).
+    pub fn owner_of(canonical: &str) -> Split {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in scene.canonical().bytes() {
+        for b in canonical.bytes() {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
-        if h & 1 == 0 {
+        if rng::mix(h) & 1 == 0 {
             Split::Train
         } else {
             Split::Test

@@ -40,6 +40,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
+use onevision_processor::video::{load_video, VideoSource};
 use onevision_processor::DecodeLimits;
 use serde_json::{json, Value};
 
@@ -487,6 +488,20 @@ fn content(prompt: &Prompt) -> Result<Vec<Value>, GenError> {
                 }));
             }
         }
+        Visual::Video(path) if path.is_dir() => {
+            // A frame folder: every frame up to VIDEO_FRAMES (as the in-process backend's
+            // processor takes them), sent as one animated PNG.
+            let frames = load_video(VideoSource::Path(path), VIDEO_FRAMES, &DecodeLimits::default())
+                .map_err(|e| GenError::Doc(e.to_string()))?
+                .frames;
+            let bytes = apng::encode(&frames).map_err(|e| {
+                GenError::Doc(format!("encoding the frames as one animated PNG: {e}"))
+            })?;
+            parts.push(json!({
+                "type": "video_url",
+                "video_url": {"url": data_uri("video/apng", &bytes), "num_frames": frames.len()},
+            }));
+        }
         Visual::Video(path) => {
             let bytes = read_video(path)?;
             parts.push(json!({
@@ -510,13 +525,6 @@ fn content(prompt: &Prompt) -> Result<Vec<Value>, GenError> {
 }
 
 fn read_video(path: &Path) -> Result<Vec<u8>, GenError> {
-    if path.is_dir() {
-        return Err(GenError::Doc(format!(
-            "video {} is a directory; a frame folder goes to the model as a list of frames \
-             (the task's Visual::Frames), not as a video file",
-            path.display()
-        )));
-    }
     std::fs::read(path)
         .map_err(|e| GenError::Doc(format!("cannot read video {}: {e}", path.display())))
 }

@@ -546,7 +546,8 @@ impl Task for CustomTask {
         };
         let visual = if let Some(v) = doc.get("video").and_then(Value::as_str) {
             let p = PathBuf::from(v);
-            if !p.is_file() {
+            // A video file, or a directory of frames (as `onevision train` reads them).
+            if !p.exists() {
                 return Err(DocError::new(format!("video {} not found", p.display())));
             }
             Visual::Video(p)

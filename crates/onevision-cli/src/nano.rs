@@ -1,0 +1,123 @@
+//! `onevision nano`: the pieces of onevision-nano's curriculum that `train`, `world` and `eval`
+//! do not cover: a new checkpoint with its own tokenizer (`init`), the language model's
+//! text-only pretraining samples (`text`) and the vision tower's sigmoid image-text pretraining
+//! (`pretrain-vision`). scripts/train-nano.sh runs them in order; see docs/NANO.md.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use onevision_nano::corpus::{lm_samples, sample_texts, split_families, write_lm_samples};
+use onevision_nano::init::{create, NanoDims};
+use onevision_nano::tokenizer::DEFAULT_LEARNED_VOCAB;
+
+#[derive(Args)]
+pub struct NanoArgs {
+    #[command(subcommand)]
+    command: NanoCommand,
+}
+
+#[derive(Subcommand)]
+enum NanoCommand {
+    /// Write a new nano checkpoint (llava-hf layout): a byte-level BPE tokenizer trained over
+    /// the world's text, config, processor, chat template and freshly initialised weights.
+    Init(InitArgs),
+    /// Write the language model's text-only pretraining samples: each train-split scene's
+    /// description followed by a question about it and its answer (LLaVA JSON).
+    Text(TextArgs),
+    /// Split a samples file by family (its samples' `task` field) into `<stem>-<task>.json`
+    /// beside it, for the stages' mixtures.
+    Families {
+        /// The samples file (e.g. the world's train.json).
+        #[arg(long, value_name = "FILE")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Size {
+    /// The shipped model's shape.
+    Default,
+    /// A few thousand parameters, for smoke runs.
+    Micro,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Output checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The world's train samples (`onevision world --split train`), whose text the tokenizer
+    /// learns; the text samples of `nano text` for the same seed are added.
+    #[arg(long, value_name = "FILE")]
+    world: PathBuf,
+    #[arg(long, value_enum, default_value = "default")]
+    size: Size,
+    /// Learned vocabulary (the 256 bytes included); the 5 special tokens come on top.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LEARNED_VOCAB)]
+    vocab: usize,
+    /// Seed of the initial weights and of the text samples added to the tokenizer's text.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct TextArgs {
+    /// Output JSON file.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The world seed whose train-split scenes are described.
+    #[arg(long, value_name = "S")]
+    seed: u64,
+    #[arg(long, value_name = "N", default_value_t = 20000)]
+    count: usize,
+}
+
+pub fn run(args: NanoArgs) -> Result<()> {
+    match args.command {
+        NanoCommand::Init(a) => init(a),
+        NanoCommand::Text(a) => {
+            write_lm_samples(&a.out, a.seed, a.count)
+                .with_context(|| format!("writing {}", a.out.display()))?;
+            println!("{} text samples -> {}", a.count, a.out.display());
+            Ok(())
+        }
+        NanoCommand::Families { data } => {
+            let fams = split_families(&data).with_context(|| format!("splitting {}", data.display()))?;
+            let list: Vec<String> = fams.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            println!("{} families: {}", fams.len(), list.join(", "));
+            Ok(())
+        }
+    }
+}
+
+fn init(a: InitArgs) -> Result<()> {
+    let dims = match a.size {
+        Size::Default => NanoDims::DEFAULT,
+        Size::Micro => NanoDims::MICRO,
+    };
+    let mut texts = sample_texts(&a.world)?;
+    let extra = lm_samples(a.seed, 2000)?;
+    for s in &extra {
+        for t in s["conversations"].as_array().into_iter().flatten() {
+            texts.push(t["value"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    if texts.len() < 10 {
+        bail!(
+            "{} holds almost no text; expected the world's train samples",
+            a.world.display()
+        );
+    }
+    let tok = create(&a.out, &dims, &texts, a.vocab, a.seed)
+        .with_context(|| format!("writing the checkpoint {}", a.out.display()))?;
+    println!(
+        "nano checkpoint -> {} (vocabulary {}, <image> {}, <video> {}, {:?})",
+        a.out.display(),
+        tok.vocab_size(),
+        tok.image_id,
+        tok.video_id,
+        dims
+    );
+    Ok(())
+}

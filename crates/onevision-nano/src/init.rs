@@ -29,7 +29,7 @@ use crate::{Error, Result};
 
 /// The system prompt the `qwen_1_5` training template writes; the nano chat template adds it
 /// when a conversation has none, so a request asked without one sees what training saw.
-pub const SYSTEM_PROMPT: &str = "You are a helpful assistant.";
+pub use onevision_train::labels::QWEN_SYSTEM_PROMPT as SYSTEM_PROMPT;
 
 /// Widths and depths of a nano model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -214,7 +214,7 @@ pub fn item(split: Split, seed: u64, index: usize) -> Result<Item> {
                 },
             ],
             task,
-            metric: "exact",
+            metric: task.metric(),
         };
         return Ok(Item { scene, sample });
     }

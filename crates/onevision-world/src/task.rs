@@ -52,6 +52,16 @@ impl Task {
         Task::Choice,
     ];
 
+    /// How `onevision eval` grades the family: `recall` (the share of the reference's phrases
+    /// the answer has: each object group of a caption, each object of a description) for the
+    /// free-text families, `exact` for the rest.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Task::Caption | Task::Detail => "recall",
+            _ => "exact",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Task::Caption => "caption",

@@ -18,8 +18,10 @@
 //!   subsets when there are 4 or more references, as TextVQA/VQAv2 score 10-answer data;
 //!   otherwise 1 when the normalized answer equals a normalized reference), `anls` (ANLS, τ 0.5,
 //!   the best reference), `relaxed` (ChartQA's relaxed correctness, any reference) or `choice`
-//!   (the answer's option letter: AI2D's prompt and MultiChoiceRegexFilter, exact match).
-//!   Default: `choice` with `choices`, else `exact`;
+//!   (the answer's option letter: AI2D's prompt and MultiChoiceRegexFilter, exact match), or
+//!   `recall` (for descriptions: the share of the reference's phrases, i.e. its sentences split
+//!   at commas and " and ", that the answer has, case and end punctuation ignored; the best
+//!   reference). Default: `choice` with `choices`, else `exact`;
 //! - optional `id` (echoed into the samples file) and `task`.
 //!
 //! Prompts: `question + "\nAnswer the question using a single word or phrase."` for open
@@ -53,6 +55,7 @@ pub enum Metric {
     Anls,
     Relaxed,
     Choice,
+    Recall,
 }
 
 impl Metric {
@@ -63,6 +66,7 @@ impl Metric {
             "anls" => Metric::Anls,
             "relaxed" => Metric::Relaxed,
             "choice" => Metric::Choice,
+            "recall" => Metric::Recall,
             _ => return None,
         })
     }
@@ -74,6 +78,7 @@ impl Metric {
             Metric::Anls => "anls",
             Metric::Relaxed => "relaxed",
             Metric::Choice => "choice",
+            Metric::Recall => "recall",
         }
     }
 }
@@ -206,7 +211,7 @@ fn parse_task_line(
         Some(m) => {
             let name = m.as_str().ok_or("`metric` must be a string")?;
             Metric::from_name(name).ok_or_else(|| {
-                format!("unknown metric {name:?}; expected exact, vqa, anls, relaxed or choice")
+                format!("unknown metric {name:?}; expected exact, vqa, anls, relaxed, recall or choice")
             })?
         }
         None if !choices.is_empty() => Metric::Choice,
@@ -272,7 +277,7 @@ fn parse_llava_sample(
         Some(m) => {
             let name = m.as_str().ok_or("`metric` must be a string")?;
             let m = Metric::from_name(name).ok_or_else(|| {
-                format!("unknown metric {name:?}; expected exact, vqa, anls or relaxed")
+                format!("unknown metric {name:?}; expected exact, vqa, anls, relaxed or recall")
             })?;
             if m == Metric::Choice {
                 return Err("metric `choice` needs a JSONL task line with `choices`".into());
@@ -647,7 +652,39 @@ pub fn score(metric: Metric, answer: &str, refs: &[String]) -> f64 {
             anls::anls(&r, answer, 0.5).unwrap_or(0.0)
         }
         Metric::Relaxed => any(&|r| relaxed::relaxed_correctness(answer, r, 0.05)),
+        Metric::Recall => refs
+            .iter()
+            .map(|r| phrase_recall(answer, r))
+            .fold(0.0, f64::max),
     }
+}
+
+/// A text's phrases: its sentences, split again at commas and at " and ", each lowercased,
+/// trimmed, without end punctuation; empty ones dropped.
+fn phrases(text: &str) -> Vec<String> {
+    text.split(['.', '!', '?', ';', ','])
+        .flat_map(|s| s.split(" and "))
+        .map(|p| p.trim().to_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The share of the reference's phrases that the answer also has (as a multiset: a phrase the
+/// reference has twice must be there twice); 1 for a reference without phrases.
+pub fn phrase_recall(answer: &str, reference: &str) -> f64 {
+    let want = phrases(reference);
+    if want.is_empty() {
+        return 1.0;
+    }
+    let mut have = phrases(answer);
+    let mut found = 0usize;
+    for w in &want {
+        if let Some(i) = have.iter().position(|h| h == w) {
+            have.swap_remove(i);
+            found += 1;
+        }
+    }
+    found as f64 / want.len() as f64
 }
 
 #[cfg(test)]
@@ -680,6 +717,24 @@ mod tests {
             score(Metric::Choice, &choice_filter("(B)"), &r(&["B"])),
             1.0
         );
+    }
+
+    #[test]
+    fn recall_counts_the_reference_phrases_the_answer_has() {
+        let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let caption = "A blue star, a green circle and two red squares.";
+        assert_eq!(score(Metric::Recall, caption, &r(&[caption])), 1.0);
+        // Order and case do not matter; a wrong attribute loses its phrase.
+        let swapped = "Two red squares, a green circle and a blue star";
+        assert_eq!(score(Metric::Recall, swapped, &r(&[caption])), 1.0);
+        let wrong = "A blue star, a red circle and two red squares.";
+        assert!((score(Metric::Recall, wrong, &r(&[caption])) - 2.0 / 3.0).abs() < 1e-12);
+        // A phrase the reference has twice counts twice.
+        let detail = "There are two shapes. A small red circle at the top left. A small red circle at the center.";
+        let once = "There are two shapes. A small red circle at the top left.";
+        assert!((score(Metric::Recall, once, &r(&[detail])) - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(score(Metric::Recall, "", &r(&[caption])), 0.0);
+        assert_eq!(Metric::from_name("recall"), Some(Metric::Recall));
     }
 
     #[test]

@@ -10,14 +10,16 @@ use onevision_world::{generate_with, Options, Split, DEFAULT_IMAGE_SIZE};
 #[derive(Args)]
 pub struct WorldArgs {
     /// Output directory: DIR/<split>.json, DIR/images/<split>/<id>.png, multi-image sets as
-    /// <id>-1.png, <id>-2.png, ... and videos as frame folders <id>/0000.png, ... (train them
-    /// with --image-folder DIR --video-folder DIR).
+    /// <id>-1.png, <id>-2.png, ... and videos both as frame folders <id>/0000.png, ... and as
+    /// <id>.mp4 at 1 fps, samples naming the two in turn (train them with --image-folder DIR
+    /// --video-folder DIR).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Which split; train and test never share a scene, whatever their seeds.
     #[arg(long, value_name = "train|test")]
     split: Split,
-    /// The same seed writes byte-identical files on every machine.
+    /// The same seed writes byte-identical files on every machine (the MP4s: with the same
+    /// FFmpeg and x264 builds).
     #[arg(long, value_name = "S")]
     seed: u64,
     /// Samples to write; the task families take turns (caption, detail, color, shape, count,
@@ -26,7 +28,7 @@ pub struct WorldArgs {
     /// ocr_number, chart_value and chart_max.
     #[arg(long, value_name = "N", default_value_t = 700)]
     count: usize,
-    /// Side of the square images, in pixels.
+    /// Side of the square images, in pixels (even, for the MP4s' YUV 4:2:0).
     #[arg(long, value_name = "PX", default_value_t = DEFAULT_IMAGE_SIZE)]
     image_size: u32,
 }

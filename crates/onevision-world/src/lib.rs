@@ -1,9 +1,12 @@
 //! A procedural visual world for onevision-nano (issue 12): scenes of shapes in named colors,
 //! sizes, positions and counts, rendered anti-aliased to PNG and written as LLaVA JSON samples
-//! (the format `onevision train` reads, media paths relative to the JSON file's directory).
+//! (the format `onevision train` reads, media paths relative to the JSON file's directory);
+//! multi-image sets and videos ([`media`], videos also as MP4: [`mp4`]); words, numbers, bar and
+//! pie charts ([`text`]).
 //!
 //! Everything is a pure function of (split, seed, index): the RNG is SplitMix64 written here
-//! ([`rng`]), so a seed gives byte-identical files on every machine.
+//! ([`rng`]), so a seed gives byte-identical files on every machine (the MP4s: given the same
+//! FFmpeg and x264 builds, as they write their versions and encode by their own code).
 //!
 //! Train and test never share a scene. Each split draws from its own seed stream, and a scene
 //! belongs to one split only, chosen by a hash of its canonical description
@@ -20,6 +23,7 @@ use serde::Serialize;
 
 pub mod font;
 pub mod media;
+pub mod mp4;
 pub mod multi;
 pub mod raster;
 pub mod rng;
@@ -47,7 +51,15 @@ pub enum Error {
     },
     #[error("cannot write the samples as JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("image size {0} px is too small; expected at least {MIN_IMAGE_SIZE} px (the default is {DEFAULT_IMAGE_SIZE})")]
+    #[error("{}: cannot write the MP4: {what}: {source}", path.display())]
+    Mp4 {
+        path: PathBuf,
+        what: String,
+        source: ffmpeg_next::Error,
+    },
+    #[error("{}: cannot write the MP4: {why}", path.display())]
+    Mp4Frames { path: PathBuf, why: String },
+    #[error("image size {0} px is not usable; expected an even size of at least {MIN_IMAGE_SIZE} px (videos are also written as MP4s in YUV 4:2:0, which needs even sides; the default is {DEFAULT_IMAGE_SIZE})")]
     ImageSize(u32),
     #[error("no scene for sample {index} after {MAX_ATTEMPTS} draws; expected one in a few (this is a bug)")]
     Exhausted { index: usize },
@@ -132,7 +144,7 @@ impl FromStr for Split {
 /// How the world is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// The side of the square images, in pixels.
+    /// The side of the square images, in pixels: even, at least [`MIN_IMAGE_SIZE`].
     pub image_size: u32,
 }
 
@@ -162,7 +174,8 @@ pub struct Sample {
     /// A multi-image set, written as `image: [paths]` (then `image` is empty).
     #[serde(rename = "image", skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
-    /// A video: its folder of frame PNGs, relative to the JSON file's directory.
+    /// A video, relative to the JSON file's directory: its folder of frame PNGs or the MP4 of
+    /// the same frames (both are written; [`media::video_path`] says which one a sample names).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub video: String,
     pub conversations: Vec<Turn>,
@@ -250,8 +263,9 @@ impl fmt::Display for Summary {
 
 /// Writes `out/<split>.json` and `out/images/<split>/<id>.png` at the default image size; the
 /// families take turns, the single-image ones first, then the multi-image sets
-/// (`<id>-1.png`, ...) and videos (`<id>/0000.png`, ...) of [`media`]; after every 14 of those,
-/// one sample of each text and chart family of [`text`] (`<split>-doc-<k>.png`).
+/// (`<id>-1.png`, ...) and videos (`<id>/0000.png`, ... and `<id>.mp4`) of [`media`]; after
+/// every 14 of those, one sample of each text and chart family of [`text`]
+/// (`<split>-doc-<k>.png`).
 pub fn generate(out: &Path, split: Split, seed: u64, count: usize) -> Result<Summary> {
     generate_with(out, split, seed, count, &Options::default())
 }
@@ -263,7 +277,7 @@ pub fn generate_with(
     count: usize,
     opts: &Options,
 ) -> Result<Summary> {
-    if opts.image_size < MIN_IMAGE_SIZE {
+    if opts.image_size < MIN_IMAGE_SIZE || opts.image_size % 2 == 1 {
         return Err(Error::ImageSize(opts.image_size));
     }
     let dir = out.join("images").join(split.name());

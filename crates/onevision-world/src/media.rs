@@ -1,9 +1,11 @@
 //! Multi-image sets and videos (issue 12, scope 1): several shape scenes per sample, written as
 //! LLaVA JSON the way `onevision train` reads them. A multi-image sample's `image` is a list of
 //! PNG paths and its human turn holds one `<image>` per image (all at its start, one a line, so
-//! `preprocess_multimodal` leaves them as written); a video sample's `video` is a folder of frame
-//! PNGs (`images/<split>/<id>/0000.png`, ...) and its human turn holds exactly one `<image>`,
-//! which stands for the video. No MP4 is written: frame folders only.
+//! `preprocess_multimodal` leaves them as written). A video is written twice, as a folder of
+//! frame PNGs (`images/<split>/<id>/0000.png`, ...) and as an MP4 of the same frames at one
+//! frame a second (`images/<split>/<id>.mp4`, [`crate::mp4`]); a video sample's `video` names
+//! one of them, the two in turn ([`video_path`]), so both forms are trained and evaluated. Its
+//! human turn holds exactly one `<image>`, which stands for the video.
 //!
 //! Train and test never share a scene here either: every image of a multi-image set, and the
 //! first and last frame of every video, is a scene its own split owns ([`Split::owner`]), so no
@@ -11,6 +13,7 @@
 
 use std::path::Path;
 
+use crate::mp4;
 use crate::multi;
 use crate::raster::{render, Raster};
 use crate::rng::{self, Rng};
@@ -109,7 +112,7 @@ pub fn media_item(split: Split, seed: u64, k: usize) -> Result<MediaItem> {
         let kind = if task.is_video() { "video" } else { "multi" };
         let id = format!("{split}-{kind}-{k:06}");
         let (images, video, markers) = if task.is_video() {
-            (vec![], format!("images/{split}/{id}"), 1)
+            (vec![], video_path(split, &id, k), 1)
         } else {
             let paths = (1..=scenes.len())
                 .map(|i| format!("images/{split}/{id}-{i}.png"))
@@ -139,7 +142,26 @@ pub fn media_item(split: Split, seed: u64, k: usize) -> Result<MediaItem> {
     Err(Error::Exhausted { index: k })
 }
 
-/// Writes media sample `k`'s PNGs under `out` and returns the sample.
+/// The frame folder of the video with this id, relative to the output directory; its MP4 is the
+/// same path with `.mp4` added.
+pub fn video_folder(split: Split, id: &str) -> String {
+    format!("images/{split}/{id}")
+}
+
+/// What media sample `k`'s `video` names: the frame folder for even `k`, the MP4 for odd `k`.
+/// Seven families take turns, so each video family alternates between the two forms from one
+/// round to the next.
+pub fn video_path(split: Split, id: &str, k: usize) -> String {
+    let folder = video_folder(split, id);
+    if k % 2 == 0 {
+        folder
+    } else {
+        format!("{folder}.mp4")
+    }
+}
+
+/// Writes media sample `k`'s files under `out` (a video both as frame PNGs and as an MP4) and
+/// returns the sample.
 pub(crate) fn write(
     out: &Path,
     split: Split,
@@ -149,17 +171,17 @@ pub(crate) fn write(
 ) -> Result<Sample> {
     let MediaItem { scenes, sample } = media_item(split, seed, k)?;
     if sample.task.is_video() {
-        let dir = out.join(&sample.video);
+        let folder = video_folder(split, &sample.id);
+        let dir = out.join(&folder);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
             path: dir.clone(),
             source,
         })?;
-        for (t, s) in scenes.iter().enumerate() {
-            save_png(
-                &dir.join(format!("{t:04}.png")),
-                &render(s, opts.image_size),
-            )?;
+        let frames: Vec<Raster> = scenes.iter().map(|s| render(s, opts.image_size)).collect();
+        for (t, f) in frames.iter().enumerate() {
+            save_png(&dir.join(format!("{t:04}.png")), f)?;
         }
+        mp4::write(&out.join(format!("{folder}.mp4")), &frames)?;
     } else {
         for (p, s) in sample.images.iter().zip(&scenes) {
             save_png(&out.join(p), &render(s, opts.image_size))?;

@@ -34,7 +34,7 @@ pub enum Task {
     VideoColor,
     VideoAppear,
     VideoOrder,
-    // Rendered text and bar charts (crate::text): `Task::DOC`.
+    // Rendered text, bar and pie charts (crate::text): `Task::DOC`.
     OcrWord,
     OcrNumber,
     ChartValue,

@@ -1,13 +1,15 @@
-//! Rendered text and bar charts: deterministic, train and test disjoint, answers true of the
-//! document, and the pixels say the same: a tiny OCR for the world's own font reads back every
-//! word, number, label and value, and bar heights are proportional to the values.
+//! Rendered text, bar and pie charts: deterministic, train and test disjoint, answers true of
+//! the document, and the pixels say the same: a tiny OCR for the world's own font reads back
+//! every word (in any case), number, label, value and legend line, bar heights are proportional
+//! to the values, and every pie slice has its color at its computed angle and its share of the
+//! disc's pixels.
 
 use std::collections::HashSet;
 
 use onevision_world::font::{self, ADVANCE, GLYPHS, GLYPH_H, GLYPH_W};
 use onevision_world::text::{
-    bars, card_scale, chart_scale, doc_item, render_doc, slot, write, Doc, DocItem, Slot, INK,
-    LABELS, WORDS,
+    bars, card_scale, chart_scale, doc_item, is_pie, pie_layout, render_doc, slot, write, Doc,
+    DocItem, PieChart, Slot, INK, LABELS, MAX_LEAD, MIN_SHARE, WORDS,
 };
 use onevision_world::{render, Options, Raster, Scene, Split, Task};
 
@@ -30,8 +32,10 @@ fn answer(it: &DocItem) -> &str {
 }
 
 /// Reads the one line of `rgb` text inside the box `x0..x1`, `y0..y1` drawn at `scale`: finds
-/// the text's pixels, then tries each left edge the first glyph can have and matches every
-/// `scale`-sized cell against the glyph table. `None` when nothing reads.
+/// the text's pixels, aligns the glyphs' bottom row to the lowest of them (every letter and
+/// digit, upper or lower case, touches it), then tries each left edge the first glyph can have
+/// and matches every `scale`-sized cell against the glyph table; a blank cell is a space.
+/// `None` when nothing reads.
 fn ocr(
     r: &Raster,
     (x0, x1, y0, y1): (u32, u32, u32, u32),
@@ -45,7 +49,8 @@ fn ocr(
         .collect();
     let minx = hits.iter().map(|h| h.0).min()?;
     let maxx = hits.iter().map(|h| h.0).max()?;
-    let top = hits.iter().map(|h| h.1).min()?;
+    let bottom = hits.iter().map(|h| h.1).max()?;
+    let top = (bottom + 1).checked_sub(GLYPH_H * scale)?;
     let cell = |left: u32| -> Option<char> {
         let mut rows = [0u8; 7];
         for (gy, row) in rows.iter_mut().enumerate() {
@@ -60,6 +65,9 @@ fn ocr(
                 }
             }
         }
+        if rows == [0; 7] {
+            return Some(' ');
+        }
         GLYPHS.iter().find(|(_, g)| *g == rows).map(|(c, _)| *c)
     };
     (0..GLYPH_W).find_map(|shift| {
@@ -71,15 +79,30 @@ fn ocr(
 
 #[test]
 fn every_glyph_reads_back_alone() {
-    // Letters and digits all start on the top row, which the reader aligns to.
+    // Letters and digits all end on the bottom row, which the reader aligns to.
+    let alnum: Vec<char> = GLYPHS
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    assert_eq!(alnum.len(), 26 + 26 + 10);
     for (c, rows) in GLYPHS.iter().filter(|(c, _)| c.is_ascii_alphanumeric()) {
-        assert_ne!(rows[0], 0, "{c}");
+        assert_ne!(rows[GLYPH_H as usize - 1], 0, "{c}");
         let mut r = render(&Scene { objects: vec![] }, 64);
         let s = c.to_string();
         font::draw(&mut r, &s, 10, 10, 3, [1, 2, 3]);
         assert_eq!(ocr(&r, (0, 64, 0, 64), 3, [1, 2, 3]), Some(s));
     }
     assert_eq!(font::height(4), 4 * GLYPH_H);
+    // Whole lines, lower case letters without ascenders among them, and spaces inside.
+    for line in ["cow", "Jumpy quiz", "DOG 40%", "axe 7 BOX"] {
+        let mut r = render(&Scene { objects: vec![] }, 192);
+        font::draw(&mut r, line, 7, 20, 2, [1, 2, 3]);
+        assert_eq!(
+            ocr(&r, (0, 192, 0, 192), 2, [1, 2, 3]).as_deref(),
+            Some(line)
+        );
+    }
 }
 
 #[test]
@@ -126,6 +149,7 @@ fn train_and_test_never_share_a_document() {
 #[test]
 fn ocr_answers_are_the_text_and_the_pixels_read_them() {
     let mut seen = [0usize; 2];
+    let mut cases = [0usize; 3];
     for it in items(Split::Train, 7, 400)
         .into_iter()
         .chain(items(Split::Test, 7, 400))
@@ -136,7 +160,16 @@ fn ocr_answers_are_the_text_and_the_pixels_read_them() {
         match it.sample.task {
             Task::OcrWord => {
                 assert_eq!(q, "What word is written in the image?");
-                assert!(WORDS.contains(&a), "{a}");
+                // The answer is the word as drawn: upper case, lower case or capitalized.
+                let upper = a.to_ascii_uppercase();
+                assert!(WORDS.contains(&upper.as_str()), "{a}");
+                let lower = a.to_ascii_lowercase();
+                let capitalized = format!("{}{}", &upper[..1], &lower[1..]);
+                let case = [upper, lower, capitalized]
+                    .iter()
+                    .position(|w| w == a)
+                    .unwrap_or_else(|| panic!("{a} is in no case"));
+                cases[case] += 1;
                 seen[0] += 1;
             }
             Task::OcrNumber => {
@@ -165,6 +198,168 @@ fn ocr_answers_are_the_text_and_the_pixels_read_them() {
         }
     }
     assert_eq!(seen, [200, 200]);
+    // Each case about a third of the 200 words (three words in four are no longer upper case).
+    assert!(cases.iter().all(|&n| n.abs_diff(67) <= 25), "{cases:?}");
+}
+
+#[test]
+fn charts_are_bars_and_pies_in_turn() {
+    for k in 0..64 {
+        let it = doc_item(Split::Train, 2, k).unwrap();
+        let kind = match &it.doc {
+            Doc::Card(_) => "card",
+            Doc::Chart(_) => "bar",
+            Doc::Pie(_) => "pie",
+        };
+        let want = match (it.sample.task, is_pie(k)) {
+            (Task::OcrWord | Task::OcrNumber, _) => "card",
+            (_, false) => "bar",
+            (_, true) => "pie",
+        };
+        assert_eq!(kind, want, "{k}");
+        // The canonical description, which decides the split, names the chart's kind.
+        match kind {
+            "bar" => assert!(it.doc.canonical().starts_with("bar chart in "), "{k}"),
+            "pie" => assert!(it.doc.canonical().starts_with("pie chart: "), "{k}"),
+            _ => {}
+        }
+        if kind != "card" {
+            let chart = it.sample.conversations[0]
+                .value
+                .contains(&format!("{kind} chart"));
+            assert!(chart, "{:?}", it.sample.conversations[0].value);
+        }
+    }
+}
+
+/// The turn (clockwise from 12 o'clock, in `[0, 1)`) of the middle of slice `i`.
+fn mid_turn(pie: &PieChart, i: usize) -> f64 {
+    let before: u32 = pie.values[..i].iter().sum();
+    (f64::from(before) + f64::from(pie.values[i]) / 2.0) / 100.0
+}
+
+/// The pie's answers, and its pixels at `side` px: each slice's color at its computed middle,
+/// its share of the disc's pixels close to its value, the largest share the most pixels, and
+/// every legend line (swatch color, label, percentage) read back.
+fn check_pie(id: &str, pie: &PieChart, task: Task, q: &str, a: &str, side: u32) {
+    let r = render_doc(&Doc::Pie(pie.clone()), side);
+    let g = pie_layout(pie, side);
+    let k = chart_scale(side);
+    let n = pie.labels.len();
+    // The disc lies left of the legend and inside the image, the legend inside the image.
+    assert!(
+        g.cx - g.r >= 0.0 && g.cx + g.r <= f64::from(g.swatch_x),
+        "{id} at {side}"
+    );
+    assert!(
+        g.cy - g.r >= 0.0 && g.cy + g.r <= f64::from(side),
+        "{id} at {side}"
+    );
+    assert!(
+        g.text_x + font::width("DOG 40%", k) <= side,
+        "{id} at {side}"
+    );
+    assert!(g.top + n as u32 * g.pitch <= side);
+    for i in 0..n {
+        // 0.6 of the radius out along the slice's middle: at least 5 % of a turn from either
+        // edge (MIN_SHARE / 2), which is more than a pixel's diagonal there at 96 px and up.
+        let t = std::f64::consts::TAU * (mid_turn(pie, i) - 0.25);
+        let (x, y) = (g.cx + 0.6 * g.r * t.cos(), g.cy + 0.6 * g.r * t.sin());
+        assert_eq!(
+            r.pixel(x as u32, y as u32),
+            pie.colors[i].rgb(),
+            "{id} at {side}: slice {i} at ({x:.1}, {y:.1})"
+        );
+    }
+    // Pixels of each slice's color on the pie's side of the image.
+    let mut count = vec![0usize; n];
+    for y in 0..side {
+        for x in 0..g.swatch_x {
+            if let Some(i) = pie.colors.iter().position(|c| c.rgb() == r.pixel(x, y)) {
+                count[i] += 1;
+            }
+        }
+    }
+    let total: usize = count.iter().sum();
+    // Anti-aliased edges are blends of two colors and not counted: about one pixel along each
+    // radius and the rim, so the tolerance grows as the disc shrinks.
+    let tol = if side >= 192 { 1.5 } else { 3.0 };
+    for i in 0..n {
+        let share = 100.0 * count[i] as f64 / total as f64;
+        assert!(
+            (share - f64::from(pie.values[i])).abs() <= tol,
+            "{id} at {side}: slice {i} has {share:.2} % of the pixels, its value is {}",
+            pie.values[i]
+        );
+    }
+    for i in 0..n {
+        let top = g.top + i as u32 * g.pitch;
+        let swatch = r.pixel(g.swatch_x + 2 * k, top + 3 * k);
+        assert_eq!(swatch, pie.colors[i].rgb(), "{id} at {side}: swatch {i}");
+        let line = (g.text_x, side, top, top + g.pitch);
+        let want = format!("{} {}%", pie.labels[i], pie.values[i]);
+        assert_eq!(ocr(&r, line, k, INK.rgb()), Some(want), "{id} at {side}");
+    }
+    match task {
+        Task::ChartValue => {
+            let label = q
+                .strip_prefix("What is the value of ")
+                .and_then(|r| r.strip_suffix(" in the pie chart?"))
+                .unwrap();
+            let i = pie.labels.iter().position(|l| *l == label).unwrap();
+            assert_eq!(a, pie.values[i].to_string());
+            // The legend line of that label prints the answer.
+            let top = g.top + i as u32 * g.pitch;
+            let line = ocr(&r, (g.text_x, side, top, top + g.pitch), k, INK.rgb()).unwrap();
+            assert_eq!(line, format!("{label} {a}%"));
+        }
+        Task::ChartMax => {
+            assert_eq!(q, "Which category has the largest share in the pie chart?");
+            let i = pie.labels.iter().position(|l| *l == a).unwrap();
+            assert!(pie.values.iter().all(|&v| v <= pie.values[i]));
+            // The most pixels are the answer's color.
+            let most = (0..n).max_by_key(|&j| count[j]).unwrap();
+            assert_eq!(most, i, "{id} at {side}: {count:?} for {:?}", pie.values);
+        }
+        t => panic!("a pie for {t}"),
+    }
+}
+
+#[test]
+fn pie_answers_are_true_and_the_pixels_show_them() {
+    let mut seen = [0usize; 2];
+    for it in items(Split::Train, 8, 400)
+        .into_iter()
+        .chain(items(Split::Test, 8, 400))
+    {
+        let Doc::Pie(pie) = &it.doc else { continue };
+        let (q, a) = (question(&it), answer(&it));
+        let n = pie.labels.len();
+        assert!((3..=5).contains(&n));
+        assert_eq!(pie.values.len(), n);
+        assert_eq!(pie.values.iter().sum::<u32>(), 100, "{:?}", pie.values);
+        assert!(pie.values.iter().all(|&v| (MIN_SHARE..100).contains(&v)));
+        let mut sorted = pie.values.clone();
+        sorted.sort_unstable();
+        assert!(sorted.windows(2).all(|w| w[0] < w[1]), "{:?}", pie.values);
+        assert!(
+            sorted[n - 1] >= sorted[n - 2] + MAX_LEAD,
+            "{:?}",
+            pie.values
+        );
+        let colors: HashSet<_> = pie.colors.iter().collect();
+        assert_eq!(colors.len(), n);
+        assert!(!pie.colors.contains(&INK));
+        let labels: HashSet<_> = pie.labels.iter().collect();
+        assert_eq!(labels.len(), n);
+        assert!(pie.labels.iter().all(|l| LABELS.contains(l)));
+        // At the default size, half of it, and larger sizes (`--image-size`).
+        for side in [SIDE, SIDE / 2, 288, 384] {
+            check_pie(&it.sample.id, pie, it.sample.task, q, a, side);
+        }
+        seen[usize::from(it.sample.task == Task::ChartMax)] += 1;
+    }
+    assert_eq!(seen, [100, 100]);
 }
 
 #[test]
@@ -204,6 +399,8 @@ fn chart_answers_are_true_and_the_pixels_show_them() {
             }
             t => panic!("a chart for {t}"),
         }
+        let k: usize = it.sample.id.rsplit('-').next().unwrap().parse().unwrap();
+        assert!(!is_pie(k), "{}", it.sample.id);
         assert!(chart.labels.iter().all(|l| LABELS.contains(l)));
         // At the default size and at half of it.
         for side in [SIDE, SIDE / 2] {
@@ -249,7 +446,7 @@ fn chart_answers_are_true_and_the_pixels_show_them() {
             }
         }
     }
-    assert_eq!(seen, [200, 200]);
+    assert_eq!(seen, [100, 100]);
 }
 
 #[test]

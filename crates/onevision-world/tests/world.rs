@@ -328,11 +328,17 @@ fn onevision_train_loads_the_written_json() {
 }
 
 #[test]
-fn too_small_an_image_is_refused_before_writing() {
+fn too_small_or_odd_an_image_size_is_refused_before_writing() {
     let out = tempfile::tempdir().unwrap();
     let err =
         generate_with(out.path(), Split::Train, 0, 7, &Options { image_size: 16 }).unwrap_err();
     assert!(matches!(err, Error::ImageSize(16)), "{err}");
+    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
+    // An odd side has no MP4 in YUV 4:2:0.
+    let err =
+        generate_with(out.path(), Split::Train, 0, 7, &Options { image_size: 97 }).unwrap_err();
+    assert!(matches!(err, Error::ImageSize(97)), "{err}");
+    assert!(err.to_string().contains("even"), "{err}");
     assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
 }
 
@@ -358,6 +364,35 @@ fn seed_zero_is_pinned() {
     assert_eq!(
         (fnv1a(&json), fnv1a(&pixels)),
         (0x3961_dc6f_4229_6225, 0x0f8d_f961_e1a6_6c90)
+    );
+    // The text and chart samples (two rounds: bar charts, then pies; words in every case) and
+    // the media samples (both video forms); the pies' edges go through f64 `atan2`.
+    let docs: Vec<_> = (0..16)
+        .map(|k| onevision_world::text::doc_item(Split::Train, 0, k).unwrap())
+        .collect();
+    let json = serde_json::to_vec(&docs.iter().map(|d| &d.sample).collect::<Vec<_>>()).unwrap();
+    let mut pixels = vec![];
+    for d in &docs {
+        pixels.extend(onevision_world::text::render_doc(&d.doc, 192).pixels);
+    }
+    let media: Vec<_> = (0..14)
+        .map(|k| {
+            onevision_world::media_item(Split::Train, 0, k)
+                .unwrap()
+                .sample
+        })
+        .collect();
+    assert_eq!(
+        (
+            fnv1a(&json),
+            fnv1a(&pixels),
+            fnv1a(&serde_json::to_vec(&media).unwrap())
+        ),
+        (
+            0xf58d_efec_14ea_3d3b,
+            0x0651_63b4_ea1a_d521,
+            0xa556_fe44_555c_f690
+        )
     );
 }
 
@@ -391,5 +426,8 @@ fn one_attribute_does_not_decide_the_split() {
     }
     assert!(total >= 20, "only {total} scenes with a red first object");
     let frac = crossed as f64 / total as f64;
-    assert!((0.25..=0.75).contains(&frac), "{crossed} of {total} crossed");
+    assert!(
+        (0.25..=0.75).contains(&frac),
+        "{crossed} of {total} crossed"
+    );
 }

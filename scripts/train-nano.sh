@@ -10,7 +10,8 @@
 #
 # Environment: OUT (out/nano), ONEVISION (the binary; built in release when unset), SIZE
 # (default|micro: the model's shape), SCALE (1: multiplies every sample count), SEED (1),
-# EVAL_LIMIT (documents per family for the early stages' grades; 50), THREADS (unset: all cores).
+# EVAL_LIMIT (documents per family for the early stages' grades; 50). A rerun with the same OUT
+# skips the steps already done (an interrupted run continues).
 set -euo pipefail
 
 OUT=${OUT:-out/nano}
@@ -30,22 +31,28 @@ n() { # a sample count, scaled, at least 2
 stamp() { date +%s; }
 mkdir -p "$OUT"
 TIMES="$OUT/times.tsv"
-echo -e "stage\tseconds" > "$TIMES"
-timed() { # timed NAME command...: runs it, records its wall time
+[ -f "$TIMES" ] || echo -e "step\tseconds" > "$TIMES"
+timed() { # timed NAME command...: runs it and records its wall time; a step already done in
+  # $OUT (a rerun after an interruption) is skipped
   local name=$1 t0
   shift
+  if [ -f "$OUT/.done-$name" ]; then
+    echo "== $name: done before, skipped"
+    return
+  fi
   t0=$(stamp)
   echo "== $name: $*"
   "$@"
   echo -e "$name\t$(( $(stamp) - t0 ))" >> "$TIMES"
+  touch "$OUT/.done-$name"
 }
 
 W="$OUT/world"
 # 18 families take turns, so 36000 samples are 2000 per family; the test split has 200 per family.
 timed world-train ov world --out "$W" --split train --seed "$SEED" --count "$(n 36000)"
 timed world-test ov world --out "$W" --split test --seed "$SEED" --count "$(( $(n 3600) < 36 ? 36 : $(n 3600) ))"
-ov nano families --data "$W/train.json"
-ov nano text --out "$W/text.json" --seed "$SEED" --count "$(n 12000)"
+timed families ov nano families --data "$W/train.json"
+timed text ov nano text --out "$W/text.json" --seed "$SEED" --count "$(n 12000)"
 
 # The model: its tokenizer is trained over the world's text.
 timed init ov nano init --out "$OUT/init" --world "$W/train.json" --size "$SIZE" --seed "$SEED"
@@ -55,8 +62,11 @@ timed init ov nano init --out "$OUT/init" --world "$W/train.json" --size "$SIZE"
 # image-text loss on the captions.
 timed lm ov train --model "$OUT/init" --data "$W/text.json" --output "$OUT/lm" \
   --tunable-parts language --lr 1e-3 --batch-size 16 --warmup-ratio 0.03 --no-progress
+# 32 pairs a step (fewer when a scaled-down world has fewer captions), about 6 passes over them.
+VBATCH=$(( $(n 2000) < 32 ? $(n 2000) : 32 ))
 timed vision ov nano pretrain-vision --model "$OUT/lm" --data "$W/train-caption.json" \
-  --image-folder "$W" --output "$OUT/unimodal" --steps "$(n 400)" --batch-size 32 --lr 1e-3 --no-progress
+  --image-folder "$W" --output "$OUT/unimodal" --steps "$(n 400)" --batch-size "$VBATCH" --lr 1e-3 \
+  --no-progress
 
 mix() { # mix FILE family:strategy ...: a LLaVA-NeXT mixture of the world's families
   local file=$1

@@ -3,6 +3,7 @@
 //! text-only pretraining samples (`text`) and the vision tower's sigmoid image-text pretraining
 //! (`pretrain-vision`). scripts/train-nano.sh runs them in order; see docs/NANO.md.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use onevision_nano::corpus::{lm_samples, sample_texts, split_families, write_lm_samples};
 use onevision_nano::init::{create, NanoDims};
 use onevision_nano::tokenizer::DEFAULT_LEARNED_VOCAB;
+use onevision_nano::vision_pretrain::{pretrain_vision, VisionPretrainConfig};
 
 #[derive(Args)]
 pub struct NanoArgs {
@@ -25,6 +27,10 @@ enum NanoCommand {
     /// Write the language model's text-only pretraining samples: each train-split scene's
     /// description followed by a question about it and its answer (LLaVA JSON).
     Text(TextArgs),
+    /// Pretrain a checkpoint's vision tower alone with SigLIP's sigmoid image-text loss on
+    /// its caption samples (mean-pooled tower + linear head against a bag-of-tokens text
+    /// tower); writes the checkpoint with only the tower's tensors replaced.
+    PretrainVision(PretrainVisionArgs),
     /// Split a samples file by family (its samples' `task` field) into `<stem>-<task>.json`
     /// beside it, for the stages' mixtures.
     Families {
@@ -73,6 +79,42 @@ struct TextArgs {
     count: usize,
 }
 
+#[derive(Args)]
+struct PretrainVisionArgs {
+    /// The checkpoint whose vision tower is trained.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// LLaVA samples (.json/.jsonl/.yaml); the `caption` family's one-image samples are the
+    /// pairs (every one-image sample when no sample has a `task`).
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Relative image paths are joined to it (default: the data file's directory).
+    #[arg(long, value_name = "DIR")]
+    image_folder: Option<PathBuf>,
+    /// The new checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    steps: usize,
+    /// Pairs per step (the in-batch negatives of the sigmoid loss).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, value_name = "LR", default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, value_name = "RATIO", default_value_t = 0.1)]
+    warmup_ratio: f64,
+    #[arg(long, value_name = "WD", default_value_t = 1e-4)]
+    weight_decay: f64,
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Width of the shared image-text space.
+    #[arg(long, value_name = "E", default_value_t = 128)]
+    embed_dim: usize,
+    /// A line every 10 steps instead of a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
 pub fn run(args: NanoArgs) -> Result<()> {
     match args.command {
         NanoCommand::Init(a) => init(a),
@@ -80,6 +122,31 @@ pub fn run(args: NanoArgs) -> Result<()> {
             write_lm_samples(&a.out, a.seed, a.count)
                 .with_context(|| format!("writing {}", a.out.display()))?;
             println!("{} text samples -> {}", a.count, a.out.display());
+            Ok(())
+        }
+        NanoCommand::PretrainVision(a) => {
+            let mut cfg = VisionPretrainConfig::new(a.model, a.data, a.output);
+            cfg.image_folder = a.image_folder;
+            cfg.steps = a.steps;
+            cfg.batch_size = a.batch_size;
+            cfg.lr = a.lr;
+            cfg.warmup_ratio = a.warmup_ratio;
+            cfg.weight_decay = a.weight_decay;
+            cfg.seed = a.seed;
+            cfg.embed_dim = a.embed_dim;
+            cfg.progress = !a.no_progress && std::io::stderr().is_terminal();
+            let s = pretrain_vision(&cfg).context("pretraining the vision tower")?;
+            println!(
+                "pretrained the vision tower: {} steps over {} pairs, final loss {:.4}, in-batch \
+                 image->text accuracy {:.3}, {:.0} s ({:.1} pairs/s); checkpoint in {}",
+                s.steps,
+                s.pairs,
+                s.final_loss,
+                s.final_accuracy,
+                s.seconds,
+                s.samples_per_s,
+                s.output.display()
+            );
             Ok(())
         }
         NanoCommand::Families { data } => {

@@ -20,14 +20,17 @@ pub const MODEL_HELP: &str = "A checkpoint directory (config.json, *.safetensors
     Face repo id (org/name, e.g. llava-hf/llava-onevision-qwen2-0.5b-ov-hf) found in the local \
     Hugging Face cache: HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. \
     Fetch a repo with `huggingface-cli download org/name`, or build with `--features \
-    hub-download` to have it downloaded when missing (never when HF_HUB_OFFLINE=1).";
+    hub-download` to have it downloaded when missing (never when HF_HUB_OFFLINE=1). Without \
+    --model: onevision-nano, the small model built into the binary (docs/NANO.md), which knows \
+    the procedural shape world only.";
 
 /// Which checkpoint to run, and in which dtype.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     #[arg(long, value_name = "DIR|ORG/NAME", long_help = MODEL_HELP)]
-    /// A checkpoint directory or a Hugging Face repo id (org/name) in the local cache.
-    pub model: String,
+    /// A checkpoint directory or a Hugging Face repo id (org/name) in the local cache; without
+    /// it, the built-in onevision-nano.
+    pub model: Option<String>,
     /// Branch, tag or commit hash of a repo id (default: main). Not for directories.
     #[arg(long, value_name = "REV")]
     pub revision: Option<String>,
@@ -53,7 +56,7 @@ pub fn parse_dtype(s: &str) -> std::result::Result<ComputeDType, String> {
 impl ModelArgs {
     /// Resolves the model and loads it, with a progress line on a terminal.
     pub fn load(&self) -> Result<(ResolvedModel, Pipeline)> {
-        let model = resolve(&self.model, self.revision.as_deref())?;
+        let model = resolve(self.model.as_deref(), self.revision.as_deref())?;
         let mut pipeline = load_pipeline(&model, self.dtype)?;
         if let Some(q) = self.quantize {
             let (_, skipped) = pipeline
@@ -71,9 +74,15 @@ impl ModelArgs {
     }
 }
 
-/// [`resolve_model`], and a check that the directory is a checkpoint at all (a clearer error
+/// [`resolve_model`] (the built-in onevision-nano when `spec` is `None`), and a check that the directory is a checkpoint at all (a clearer error
 /// than the first missing file loading would stumble on).
-pub fn resolve(spec: &str, revision: Option<&str>) -> Result<ResolvedModel> {
+pub fn resolve(spec: Option<&str>, revision: Option<&str>) -> Result<ResolvedModel> {
+    let Some(spec) = spec else {
+        if revision.is_some() {
+            bail!("--revision needs --model (the built-in model has no revisions)");
+        }
+        return crate::default_model::resolved();
+    };
     let model = resolve_model(spec, revision)?;
     if !model.dir.join("config.json").is_file() {
         bail!(

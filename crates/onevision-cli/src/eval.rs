@@ -60,7 +60,8 @@ struct RunArgs {
     /// resumes: documents already in a samples file are not run again.
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
-    /// The checkpoint to evaluate in-process (a directory or a Hugging Face repo id).
+    /// The checkpoint to evaluate in-process (a directory or a Hugging Face repo id); without
+    /// it and without --endpoint, the built-in onevision-nano.
     #[arg(long, value_name = "DIR|ORG/NAME", conflicts_with = "endpoint")]
     model: Option<String>,
     /// Branch, tag or commit of a --model repo id (default: main).
@@ -210,7 +211,7 @@ fn resolve_tasks(
 
 fn backend(a: &RunArgs) -> Result<Box<dyn Backend>> {
     match (&a.model, a.endpoint.is_empty()) {
-        (Some(model), true) => {
+        (model, true) => {
             let margs = ModelArgs {
                 model: model.clone(),
                 revision: a.revision.clone(),
@@ -240,9 +241,6 @@ fn backend(a: &RunArgs) -> Result<Box<dyn Backend>> {
             ))
         }
         (Some(_), false) => bail!("give either --model or --endpoint, not both"),
-        (None, true) => {
-            bail!("give --model DIR|ORG/NAME (in-process) or --endpoint URL (a server)")
-        }
     }
 }
 

@@ -48,7 +48,6 @@ pub struct InspectArgs {
     #[arg(
         value_name = "MODEL",
         long_help = MODEL_HELP,
-        required_unless_present = "model_flag",
         conflicts_with = "model_flag"
     )]
     model: Option<String>,
@@ -87,11 +86,7 @@ fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    let spec = args
-        .model
-        .as_deref()
-        .or(args.model_flag.as_deref())
-        .context("a MODEL is needed")?;
+    let spec = args.model.as_deref().or(args.model_flag.as_deref());
     if args.video_frames.contains(&0) {
         bail!("--video-frames must be at least 1");
     }

@@ -10,6 +10,7 @@
 mod bench;
 mod chat;
 mod checkpoint;
+mod default_model;
 mod eval;
 mod generate;
 mod inspect;

@@ -112,8 +112,13 @@ impl NanoDims {
                 self.text_hidden / self.text_heads
             ));
         }
-        if [self.vision_layers, self.text_layers, self.vision_intermediate, self.text_intermediate]
-            .contains(&0)
+        if [
+            self.vision_layers,
+            self.text_layers,
+            self.vision_intermediate,
+            self.text_intermediate,
+        ]
+        .contains(&0)
         {
             return bad("every layer count and MLP width must be at least 1".into());
         }
@@ -294,7 +299,11 @@ impl Normal {
 }
 
 /// The weights of a new model: (saved name, shape, values).
-pub fn init_weights(dims: &NanoDims, vocab: usize, seed: u64) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+pub fn init_weights(
+    dims: &NanoDims,
+    vocab: usize,
+    seed: u64,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut rng = Normal::new(seed);
     let mut out = Vec::new();
     let mut normal = |name: String, shape: Vec<usize>, std: f64| {
@@ -313,7 +322,11 @@ pub fn init_weights(dims: &NanoDims, vocab: usize, seed: u64) -> Vec<(String, Ve
         vec![dv, 3, dims.patch, dims.patch],
         0.02,
     ));
-    out.push(filled(format!("{v}.embeddings.patch_embedding.bias"), vec![dv], 0.0));
+    out.push(filled(
+        format!("{v}.embeddings.patch_embedding.bias"),
+        vec![dv],
+        0.0,
+    ));
     out.push(normal(
         format!("{v}.embeddings.position_embedding.weight"),
         vec![dims.tile_tokens(), dv],
@@ -326,7 +339,11 @@ pub fn init_weights(dims: &NanoDims, vocab: usize, seed: u64) -> Vec<(String, Ve
             out.push(filled(format!("{p}.{n}.bias"), vec![dv], 0.0));
         }
         for n in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-            out.push(normal(format!("{p}.self_attn.{n}.weight"), vec![dv, dv], 0.02));
+            out.push(normal(
+                format!("{p}.self_attn.{n}.weight"),
+                vec![dv, dv],
+                0.02,
+            ));
             out.push(filled(format!("{p}.self_attn.{n}.bias"), vec![dv], 0.0));
         }
         out.push(normal(format!("{p}.mlp.fc1.weight"), vec![iv, dv], 0.02));
@@ -350,31 +367,65 @@ pub fn init_weights(dims: &NanoDims, vocab: usize, seed: u64) -> Vec<(String, Ve
         1.0 / (dt as f64).sqrt(),
     ));
     let t = "language_model.model";
-    out.push(normal(format!("{t}.embed_tokens.weight"), vec![vocab, dt], 0.02));
+    out.push(normal(
+        format!("{t}.embed_tokens.weight"),
+        vec![vocab, dt],
+        0.02,
+    ));
     for l in 0..dims.text_layers {
         let p = format!("{t}.layers.{l}");
         out.push(filled(format!("{p}.input_layernorm.weight"), vec![dt], 1.0));
-        out.push(filled(format!("{p}.post_attention_layernorm.weight"), vec![dt], 1.0));
+        out.push(filled(
+            format!("{p}.post_attention_layernorm.weight"),
+            vec![dt],
+            1.0,
+        ));
         for (n, rows) in [("q_proj", dt), ("k_proj", kv), ("v_proj", kv)] {
-            out.push(normal(format!("{p}.self_attn.{n}.weight"), vec![rows, dt], 0.02));
+            out.push(normal(
+                format!("{p}.self_attn.{n}.weight"),
+                vec![rows, dt],
+                0.02,
+            ));
             out.push(filled(format!("{p}.self_attn.{n}.bias"), vec![rows], 0.0));
         }
-        out.push(normal(format!("{p}.self_attn.o_proj.weight"), vec![dt, dt], 0.02));
-        out.push(normal(format!("{p}.mlp.gate_proj.weight"), vec![it, dt], 0.02));
-        out.push(normal(format!("{p}.mlp.up_proj.weight"), vec![it, dt], 0.02));
-        out.push(normal(format!("{p}.mlp.down_proj.weight"), vec![dt, it], 0.02));
+        out.push(normal(
+            format!("{p}.self_attn.o_proj.weight"),
+            vec![dt, dt],
+            0.02,
+        ));
+        out.push(normal(
+            format!("{p}.mlp.gate_proj.weight"),
+            vec![it, dt],
+            0.02,
+        ));
+        out.push(normal(
+            format!("{p}.mlp.up_proj.weight"),
+            vec![it, dt],
+            0.02,
+        ));
+        out.push(normal(
+            format!("{p}.mlp.down_proj.weight"),
+            vec![dt, it],
+            0.02,
+        ));
     }
     out.push(filled(format!("{t}.norm.weight"), vec![dt], 1.0));
     out
 }
 
 /// Writes tensors as one safetensors file, f32 or bf16, with transformers' `format: pt`.
-pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], as_bf16: bool) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    as_bf16: bool,
+) -> Result<()> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, v)| {
             if as_bf16 {
-                v.iter().flat_map(|x| bf16::from_f32(*x).to_le_bytes()).collect()
+                v.iter()
+                    .flat_map(|x| bf16::from_f32(*x).to_le_bytes())
+                    .collect()
             } else {
                 v.iter().flat_map(|x| x.to_le_bytes()).collect()
             }
@@ -394,7 +445,13 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]
 
 /// Writes a complete new checkpoint into `dir` (created): tokenizer trained over `texts`,
 /// config, processor, chat template, generation config and initial weights.
-pub fn create(dir: &Path, dims: &NanoDims, texts: &[String], learned_vocab: usize, seed: u64) -> Result<Trained> {
+pub fn create(
+    dir: &Path,
+    dims: &NanoDims,
+    texts: &[String],
+    learned_vocab: usize,
+    seed: u64,
+) -> Result<Trained> {
     dims.check()?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let tok = tokenizer::train(texts, learned_vocab)?;

@@ -18,19 +18,33 @@ fn the_chat_template_asks_what_training_taught() {
     generate(&world, Split::Train, 5, 36).unwrap();
     let json = world.join("train.json");
     let ckpt = dir.path().join("ckpt");
-    create(&ckpt, &NanoDims::MICRO, &sample_texts(&json).unwrap(), 400, 0).unwrap();
+    create(
+        &ckpt,
+        &NanoDims::MICRO,
+        &sample_texts(&json).unwrap(),
+        400,
+        0,
+    )
+    .unwrap();
     let tok = TextTokenizer::from_dir(&ckpt).unwrap();
     let template = ChatTemplate::from_dir(&ckpt).unwrap();
     let (image_id, video_id) = (tok.image_id().unwrap(), tok.video_id().unwrap());
 
-    let samples: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let samples: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let mut kinds = std::collections::BTreeSet::new();
     for s in &samples {
         let human = s["conversations"][0]["value"].as_str().unwrap();
         let answer = s["conversations"][1]["value"].as_str().unwrap();
         let turns = [
-            Turn { from: Speaker::Human, value: human.to_owned() },
-            Turn { from: Speaker::Gpt, value: answer.to_owned() },
+            Turn {
+                from: Speaker::Human,
+                value: human.to_owned(),
+            },
+            Turn {
+                from: Speaker::Gpt,
+                value: answer.to_owned(),
+            },
         ];
         let trained = encode(&tok, &turns, Template::Qwen15, LabelMask::Original).unwrap();
 
@@ -52,7 +66,13 @@ fn the_chat_template_asks_what_training_taught() {
             .encode(&prompt)
             .unwrap()
             .into_iter()
-            .map(|id| if id == image_id || id == video_id { MEDIA_MARKER } else { i64::from(id) })
+            .map(|id| {
+                if id == image_id || id == video_id {
+                    MEDIA_MARKER
+                } else {
+                    i64::from(id)
+                }
+            })
             .collect();
         assert_eq!(
             asked,
@@ -61,7 +81,10 @@ fn the_chat_template_asks_what_training_taught() {
             s["id"]
         );
         // What follows is the answer, then the end of the turn.
-        let rest: Vec<u32> = trained.ids[asked.len()..].iter().map(|&i| i as u32).collect();
+        let rest: Vec<u32> = trained.ids[asked.len()..]
+            .iter()
+            .map(|&i| i as u32)
+            .collect();
         let text = tok.decode(&rest, false).unwrap();
         assert_eq!(text, format!("{answer}<|im_end|>\n"), "sample {}", s["id"]);
     }

@@ -150,7 +150,8 @@ pub fn run(args: NanoArgs) -> Result<()> {
             Ok(())
         }
         NanoCommand::Families { data } => {
-            let fams = split_families(&data).with_context(|| format!("splitting {}", data.display()))?;
+            let fams =
+                split_families(&data).with_context(|| format!("splitting {}", data.display()))?;
             let list: Vec<String> = fams.iter().map(|(t, n)| format!("{t} {n}")).collect();
             println!("{} families: {}", fams.len(), list.join(", "));
             Ok(())

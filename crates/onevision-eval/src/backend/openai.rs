@@ -491,9 +491,13 @@ fn content(prompt: &Prompt) -> Result<Vec<Value>, GenError> {
         Visual::Video(path) if path.is_dir() => {
             // A frame folder: every frame up to VIDEO_FRAMES (as the in-process backend's
             // processor takes them), sent as one animated PNG.
-            let frames = load_video(VideoSource::Path(path), VIDEO_FRAMES, &DecodeLimits::default())
-                .map_err(|e| GenError::Doc(e.to_string()))?
-                .frames;
+            let frames = load_video(
+                VideoSource::Path(path),
+                VIDEO_FRAMES,
+                &DecodeLimits::default(),
+            )
+            .map_err(|e| GenError::Doc(e.to_string()))?
+            .frames;
             let bytes = apng::encode(&frames).map_err(|e| {
                 GenError::Doc(format!("encoding the frames as one animated PNG: {e}"))
             })?;

@@ -211,7 +211,9 @@ fn parse_task_line(
         Some(m) => {
             let name = m.as_str().ok_or("`metric` must be a string")?;
             Metric::from_name(name).ok_or_else(|| {
-                format!("unknown metric {name:?}; expected exact, vqa, anls, relaxed, recall or choice")
+                format!(
+                    "unknown metric {name:?}; expected exact, vqa, anls, relaxed, recall or choice"
+                )
             })?
         }
         None if !choices.is_empty() => Metric::Choice,

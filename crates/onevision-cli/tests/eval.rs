@@ -664,7 +664,9 @@ fn bad_input_is_refused_clearly() {
     ));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.jsonl: no such file"));
 
-    // Neither backend.
-    let out = onevision(&eval_args(&o, IMAGE_TASK, &[]));
+    // A revision without a model to apply it to (with neither --model nor --endpoint the
+    // built-in model runs, which has no revisions; tests/nano.rs runs it).
+    let out = onevision(&eval_args(&o, IMAGE_TASK, &["--revision", "main"]));
+    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
 }

@@ -19,16 +19,21 @@ use crate::error::io;
 use crate::init::SYSTEM_PROMPT;
 use crate::{Error, Result};
 
-/// Every human and gpt turn of a LLaVA JSON samples file (markers removed), plus the chat
-/// template's own words: the tokenizer's training text.
-pub fn sample_texts(path: &Path) -> Result<Vec<String>> {
+/// A LLaVA JSON samples list, as `onevision world` writes it.
+fn read_samples(path: &Path) -> Result<Vec<Value>> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let samples: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
+    serde_json::from_str(&text).map_err(|e| {
         Error::Invalid(format!(
             "{}: not a LLaVA JSON samples list ({e}); expected the output of `onevision world`",
             path.display()
         ))
-    })?;
+    })
+}
+
+/// Every human and gpt turn of a LLaVA JSON samples file (markers removed), plus the chat
+/// template's own words: the tokenizer's training text.
+pub fn sample_texts(path: &Path) -> Result<Vec<String>> {
+    let samples = read_samples(path)?;
     let mut out = vec![
         format!("system\n{SYSTEM_PROMPT}"),
         "user\n".to_owned(),
@@ -37,22 +42,23 @@ pub fn sample_texts(path: &Path) -> Result<Vec<String>> {
     for s in &samples {
         for turn in s["conversations"].as_array().into_iter().flatten() {
             if let Some(v) = turn["value"].as_str() {
-                out.push(v.replace("<image>\n", "").replace("<image>", ""));
+                out.push(without_markers(v));
             }
         }
     }
     Ok(out)
 }
 
-fn question_of(sample_turn: &str) -> String {
-    sample_turn.replace("<image>\n", "")
+/// A human turn without its `<image>` markers.
+fn without_markers(turn: &str) -> String {
+    turn.replace("<image>\n", "").replace("<image>", "")
 }
 
 fn text_sample(id: String, context: String, question: &str, answer: &str) -> Value {
     json!({
         "id": id,
         "conversations": [
-            {"from": "human", "value": format!("{context}\n{}", question_of(question))},
+            {"from": "human", "value": format!("{context}\n{}", without_markers(question))},
             {"from": "gpt", "value": answer},
         ]
     })
@@ -90,11 +96,10 @@ pub fn lm_samples(seed: u64, count: usize) -> Result<Vec<Value>> {
                 .map(|(i, s)| format!("Image {}: {}", i + 1, detail(s)))
                 .collect();
             let c = &it.sample.conversations;
-            let question = c[0].value.replace("<image>\n", "");
             out.push(text_sample(
                 format!("text-{}", it.sample.id),
                 context.join("\n"),
-                &question,
+                &c[0].value,
                 &c[1].value,
             ));
         }
@@ -113,13 +118,7 @@ pub fn write_lm_samples(path: &Path, seed: u64, count: usize) -> Result<()> {
 /// returns (family, samples) in name order. A sample without a `task` is counted under
 /// `untasked` and written there.
 pub fn split_families(path: &Path) -> Result<Vec<(String, usize)>> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let samples: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
-        Error::Invalid(format!(
-            "{}: not a LLaVA JSON samples list ({e}); expected the output of `onevision world`",
-            path.display()
-        ))
-    })?;
+    let samples = read_samples(path)?;
     let mut by: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
     for s in samples {
         let task = s["task"].as_str().unwrap_or("untasked").to_owned();

@@ -13,12 +13,13 @@
 //! Initialisation is transformers' for these modules (normal with std 0.02 for every matrix,
 //! the embeddings and SigLIP's position table; zero biases; unit norm weights) except
 //! `image_newline`, drawn as LLaVA-NeXT draws it (std 1/sqrt(hidden)). The normal draws come
-//! from SplitMix64 and Box-Muller written here, so a seed gives the same bytes everywhere.
+//! from onevision-train's SplitMix64 through Box-Muller, so a seed gives the same bytes everywhere.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use half::bf16;
+use onevision_train::Rng;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -262,28 +263,23 @@ pub fn processor_json(dims: &NanoDims) -> serde_json::Value {
     })
 }
 
-/// SplitMix64 normals (Box-Muller, both halves used).
+/// Normals by Box-Muller (both halves used) over onevision-train's SplitMix64.
 struct Normal {
-    state: u64,
+    rng: Rng,
     spare: Option<f64>,
 }
 
 impl Normal {
     fn new(seed: u64) -> Self {
         Normal {
-            state: seed,
+            rng: Rng::new(seed),
             spare: None,
         }
     }
 
+    /// In (0, 1]: never 0, so the logarithm is finite.
     fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        // (0, 1]: never 0, so the logarithm is finite.
-        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        ((self.rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 
     fn sample(&mut self) -> f64 {

@@ -193,6 +193,18 @@ pub struct Object {
 }
 
 impl Object {
+    /// "small red circle @ top left": what names the object in a canonical description (its
+    /// cell, not its jittered center).
+    pub fn canonical(&self) -> String {
+        format!(
+            "{} {} {} @ {}",
+            self.size.name(),
+            self.color.name(),
+            self.shape.name(),
+            self.position()
+        )
+    }
+
     pub fn position(&self) -> Position {
         Position::of(self.x, self.y)
     }
@@ -267,19 +279,7 @@ impl Scene {
     /// sorted list. Two scenes with the same canonical description are the same scene for the
     /// train/test split, however their centers jitter inside the cells.
     pub fn canonical(&self) -> String {
-        let mut parts: Vec<String> = self
-            .objects
-            .iter()
-            .map(|o| {
-                format!(
-                    "{} {} {} @ {}",
-                    o.size.name(),
-                    o.color.name(),
-                    o.shape.name(),
-                    o.position()
-                )
-            })
-            .collect();
+        let mut parts: Vec<String> = self.objects.iter().map(Object::canonical).collect();
         parts.sort();
         parts.join("; ")
     }

@@ -104,19 +104,7 @@ impl Doc {
     pub fn canonical(&self) -> String {
         match self {
             Doc::Card(c) => {
-                let mut parts: Vec<String> = c
-                    .distractors
-                    .iter()
-                    .map(|o| {
-                        format!(
-                            "{} {} {} @ {}",
-                            o.size.name(),
-                            o.color.name(),
-                            o.shape.name(),
-                            o.position()
-                        )
-                    })
-                    .collect();
+                let mut parts: Vec<String> = c.distractors.iter().map(Object::canonical).collect();
                 parts.sort();
                 format!(
                     "text {:?} in {}; {}",

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use onevision_processor::video::{load_video, VideoSource};
-use onevision_processor::DecodeLimits;
+use onevision_processor::{DecodeLimits, RgbImage};
 use serde_json::{json, Value};
 
 use super::frames::load_frames;
@@ -498,13 +498,7 @@ fn content(prompt: &Prompt) -> Result<Vec<Value>, GenError> {
             )
             .map_err(|e| GenError::Doc(e.to_string()))?
             .frames;
-            let bytes = apng::encode(&frames).map_err(|e| {
-                GenError::Doc(format!("encoding the frames as one animated PNG: {e}"))
-            })?;
-            parts.push(json!({
-                "type": "video_url",
-                "video_url": {"url": data_uri("video/apng", &bytes), "num_frames": frames.len()},
-            }));
+            parts.push(apng_part(&frames)?);
         }
         Visual::Video(path) => {
             let bytes = read_video(path)?;
@@ -515,17 +509,21 @@ fn content(prompt: &Prompt) -> Result<Vec<Value>, GenError> {
         }
         Visual::Frames(paths) => {
             let frames = load_frames(paths, VIDEO_FRAMES, &DecodeLimits::default())?;
-            let bytes = apng::encode(&frames).map_err(|e| {
-                GenError::Doc(format!("encoding the frames as one animated PNG: {e}"))
-            })?;
-            parts.push(json!({
-                "type": "video_url",
-                "video_url": {"url": data_uri("video/apng", &bytes), "num_frames": frames.len()},
-            }));
+            parts.push(apng_part(&frames)?);
         }
     }
     parts.push(json!({"type": "text", "text": prompt.text}));
     Ok(parts)
+}
+
+/// Decoded frames as one `video_url` part: an animated PNG, every frame sent.
+fn apng_part(frames: &[RgbImage]) -> Result<Value, GenError> {
+    let bytes = apng::encode(frames)
+        .map_err(|e| GenError::Doc(format!("encoding the frames as one animated PNG: {e}")))?;
+    Ok(json!({
+        "type": "video_url",
+        "video_url": {"url": data_uri("video/apng", &bytes), "num_frames": frames.len()},
+    }))
 }
 
 fn read_video(path: &Path) -> Result<Vec<u8>, GenError> {

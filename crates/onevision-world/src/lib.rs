@@ -22,6 +22,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 pub mod font;
+pub mod labels;
 pub mod media;
 pub mod mp4;
 pub mod multi;

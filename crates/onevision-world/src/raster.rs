@@ -69,14 +69,14 @@ fn draw(pixels: &mut [u8], n: usize, o: &Object) {
 }
 
 /// A point-in-shape test in pixel coordinates (y down).
-enum Inside {
+pub(crate) enum Inside {
     Circle { cx: f32, cy: f32, r: f32 },
     Square { cx: f32, cy: f32, half: f32 },
     Polygon(Vec<(f32, f32)>),
 }
 
 impl Inside {
-    fn new(shape: Shape, cx: f32, cy: f32, r: f32) -> Self {
+    pub(crate) fn new(shape: Shape, cx: f32, cy: f32, r: f32) -> Self {
         use std::f32::consts::{FRAC_PI_2, TAU};
         // Vertices on circles around the center, the first pointing up.
         let ring = |k: usize, radius: &dyn Fn(usize) -> f32| {
@@ -107,7 +107,7 @@ impl Inside {
         }
     }
 
-    fn contains(&self, x: f32, y: f32) -> bool {
+    pub(crate) fn contains(&self, x: f32, y: f32) -> bool {
         match self {
             Inside::Circle { cx, cy, r } => (x - cx).powi(2) + (y - cy).powi(2) <= r * r,
             Inside::Square { cx, cy, half } => (x - cx).abs() <= *half && (y - cy).abs() <= *half,

@@ -440,6 +440,25 @@ fn draw_pie(r: &mut Raster, pie: &PieChart, g: &PieLayout) {
     }
 }
 
+/// The two texts of bar `i` (box `b`) at `side` px, with their top-left corners: its value,
+/// centered in its slot 2 font pixels above the bar, then its label 2 font pixels below it.
+pub(crate) fn bar_texts(
+    chart: &BarChart,
+    side: u32,
+    i: usize,
+    b: &BarBox,
+) -> [(String, u32, u32); 2] {
+    let k = chart_scale(side);
+    let slot = side / chart.labels.len() as u32;
+    let center = i as u32 * slot + slot / 2;
+    let value = chart.values[i].to_string();
+    let vx = center - font::width(&value, k) / 2;
+    let vy = b.top - 2 * k - font::height(k);
+    let label = chart.labels[i];
+    let lx = center - font::width(label, k) / 2;
+    [(value, vx, vy), (label.to_owned(), lx, b.bottom + 2 * k)]
+}
+
 /// Draws `doc` on a `side` x `side` image.
 pub fn render_doc(doc: &Doc, side: u32) -> Raster {
     match doc {
@@ -458,19 +477,12 @@ pub fn render_doc(doc: &Doc, side: u32) -> Raster {
             let mut r = render(&Scene { objects: vec![] }, side);
             let k = chart_scale(side);
             let ink = INK.rgb();
-            let n = chart.labels.len() as u32;
-            let slot = side / n;
             let boxes = bars(chart, side);
             for (i, b) in boxes.iter().enumerate() {
                 font::fill(&mut r, b.x, b.top, b.w, b.bottom - b.top, chart.color.rgb());
-                let center = i as u32 * slot + slot / 2;
-                let value = chart.values[i].to_string();
-                let vw = font::width(&value, k);
-                let vy = b.top - 2 * k - font::height(k);
-                font::draw(&mut r, &value, center - vw / 2, vy, k, ink);
-                let label = chart.labels[i];
-                let lw = font::width(label, k);
-                font::draw(&mut r, label, center - lw / 2, b.bottom + 2 * k, k, ink);
+                for (text, x, y) in bar_texts(chart, side, i, b) {
+                    font::draw(&mut r, &text, x, y, k, ink);
+                }
             }
             // The axis line under the bars.
             if let Some(b) = boxes.first() {

@@ -10,7 +10,9 @@
 #
 # Environment: OUT (out/nano), ONEVISION (the binary; built in release when unset), SIZE
 # (default|micro: the model's shape), SCALE (1: multiplies every sample count), SEED (1),
-# EVAL_LIMIT (documents per family for the early stages' grades; 50). A rerun with the same OUT
+# EVAL_LIMIT (documents per family for the early stages' grades; 50), VISION_STEPS (2000: the
+# dense vision pretraining's steps of 16 images, before SCALE), TEST_COUNT (the test split's
+# samples; 3600 = 200 per family, scaled with SCALE unless set). A rerun with the same OUT
 # skips the steps already done (an interrupted run continues).
 set -euo pipefail
 
@@ -19,6 +21,7 @@ SIZE=${SIZE:-default}
 SCALE=${SCALE:-1}
 SEED=${SEED:-1}
 EVAL_LIMIT=${EVAL_LIMIT:-50}
+VISION_STEPS=${VISION_STEPS:-2000}
 cd "$(dirname "$0")/.."
 if [ -z "${ONEVISION:-}" ]; then
   cargo build --release -q -p onevision-cli
@@ -50,7 +53,8 @@ timed() { # timed NAME command...: runs it and records its wall time; a step alr
 W="$OUT/world"
 # 18 families take turns, so 36000 samples are 2000 per family; the test split has 200 per family.
 timed world-train ov world --out "$W" --split train --seed "$SEED" --count "$(n 36000)"
-timed world-test ov world --out "$W" --split test --seed "$SEED" --count "$(( $(n 3600) < 36 ? 36 : $(n 3600) ))"
+TEST_COUNT=${TEST_COUNT:-$(( $(n 3600) < 36 ? 36 : $(n 3600) ))}
+timed world-test ov world --out "$W" --split test --seed "$SEED" --count "$TEST_COUNT"
 timed families ov nano families --data "$W/train.json"
 timed text ov nano text --out "$W/text.json" --seed "$SEED" --count "$(n 12000)"
 
@@ -58,15 +62,15 @@ timed text ov nano text --out "$W/text.json" --seed "$SEED" --count "$(n 12000)"
 timed init ov nano init --out "$OUT/init" --world "$W/train.json" --size "$SIZE" --seed "$SEED"
 
 # Unimodal pretraining. The language model on the world told in words (each scene's
-# description, then a question and its answer); the vision tower with SigLIP's sigmoid
-# image-text loss on the captions.
+# description, then a question and its answer); the vision tower on its own with a dense,
+# placed objective: each half-patch of every AnyRes view predicts the shape, color, size, glyph
+# and object center under it (and its 3x3 position on the base tile), on train-split world
+# images drawn on the fly. (`onevision nano pretrain-vision`, SigLIP's sigmoid image-text loss
+# on the captions, is the other choice; the first run used it and its tower saw no shapes.)
 timed lm ov train --model "$OUT/init" --data "$W/text.json" --output "$OUT/lm" \
   --tunable-parts language --lr 1e-3 --batch-size 16 --warmup-ratio 0.03 --no-progress
-# 32 pairs a step (fewer when a scaled-down world has fewer captions), about 6 passes over them.
-VBATCH=$(( $(n 2000) < 32 ? $(n 2000) : 32 ))
-timed vision ov nano pretrain-vision --model "$OUT/lm" --data "$W/train-caption.json" \
-  --image-folder "$W" --output "$OUT/unimodal" --steps "$(n 400)" --batch-size "$VBATCH" --lr 1e-3 \
-  --no-progress
+timed vision ov nano pretrain-dense --model "$OUT/lm" --output "$OUT/unimodal" \
+  --steps "$(n "$VISION_STEPS")" --batch-size 16 --lr 1e-3 --seed "$SEED"
 
 mix() { # mix FILE family:strategy ...: a LLaVA-NeXT mixture of the world's families
   local file=$1

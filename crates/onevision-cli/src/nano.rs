@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use onevision_nano::corpus::{lm_samples, sample_texts, split_families, write_lm_samples};
+use onevision_nano::dense_pretrain::{pretrain_dense, DensePretrainConfig};
 use onevision_nano::init::{create, NanoDims};
 use onevision_nano::tokenizer::DEFAULT_LEARNED_VOCAB;
 use onevision_nano::vision_pretrain::{pretrain_vision, VisionPretrainConfig};
@@ -31,6 +32,11 @@ enum NanoCommand {
     /// its caption samples (mean-pooled tower + linear head against a bag-of-tokens text
     /// tower); writes the checkpoint with only the tower's tensors replaced.
     PretrainVision(PretrainVisionArgs),
+    /// Pretrain a checkpoint's vision tower alone with a dense, placed objective: every patch
+    /// feature predicts the shape, color, size, glyph, object center (and on the base tile the
+    /// 3x3 position) under each of its half-patch sub-cells, on train-split world images drawn
+    /// on the fly; writes the checkpoint with only the tower's tensors replaced.
+    PretrainDense(PretrainDenseArgs),
     /// Split a samples file by family (its samples' `task` field) into `<stem>-<task>.json`
     /// beside it, for the stages' mixtures.
     Families {
@@ -115,6 +121,35 @@ struct PretrainVisionArgs {
     no_progress: bool,
 }
 
+#[derive(Args)]
+struct PretrainDenseArgs {
+    /// The checkpoint whose vision tower is trained.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// The new checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    steps: usize,
+    /// World images per step (each gives all its AnyRes views).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    batch_size: usize,
+    #[arg(long, value_name = "LR", default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, value_name = "RATIO", default_value_t = 0.05)]
+    warmup_ratio: f64,
+    #[arg(long, value_name = "WD", default_value_t = 1e-4)]
+    weight_decay: f64,
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// The world's image side (as `onevision world --image-size`).
+    #[arg(long, value_name = "PX", default_value_t = onevision_world::DEFAULT_IMAGE_SIZE)]
+    image_size: u32,
+    /// The share of documents (text cards, charts) among the images; the rest are scenes.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.4)]
+    doc_share: f64,
+}
+
 pub fn run(args: NanoArgs) -> Result<()> {
     match args.command {
         NanoCommand::Init(a) => init(a),
@@ -145,6 +180,34 @@ pub fn run(args: NanoArgs) -> Result<()> {
                 s.final_accuracy,
                 s.seconds,
                 s.samples_per_s,
+                s.output.display()
+            );
+            Ok(())
+        }
+        NanoCommand::PretrainDense(a) => {
+            let mut cfg = DensePretrainConfig::new(a.model, a.output);
+            cfg.steps = a.steps;
+            cfg.batch_size = a.batch_size;
+            cfg.lr = a.lr;
+            cfg.warmup_ratio = a.warmup_ratio;
+            cfg.weight_decay = a.weight_decay;
+            cfg.seed = a.seed;
+            cfg.image_size = a.image_size;
+            cfg.doc_share = a.doc_share;
+            let s = pretrain_dense(&cfg).context("pretraining the vision tower densely")?;
+            let acc: Vec<String> = s
+                .final_accuracy
+                .iter()
+                .map(|(h, a)| format!("{h} {a:.3}"))
+                .collect();
+            println!(
+                "pretrained the vision tower densely: {} steps, final loss {:.4}, accuracy over \
+                 the last tenth ({}), {:.0} s ({:.1} images/s); checkpoint in {}",
+                s.steps,
+                s.losses.last().copied().unwrap_or(f64::NAN),
+                acc.join(", "),
+                s.seconds,
+                s.images_per_s,
                 s.output.display()
             );
             Ok(())

@@ -35,8 +35,8 @@ mod pairs;
 
 pub use checkpoint::write_checkpoint;
 pub use model::{
-    forward_backward, sigmoid_loss, top1_accuracy, Batch, ImageTextModel, StepOutput, TextBatch,
-    INIT_LOGIT_BIAS, INIT_LOGIT_SCALE,
+    forward_backward, sigmoid_loss, top1_accuracy, uniform, Batch, ImageTextModel, StepOutput,
+    TextBatch, Tower, INIT_LOGIT_BIAS, INIT_LOGIT_SCALE,
 };
 pub use pairs::{caption_pairs, Pair, CAPTION_TASK};
 

@@ -128,8 +128,8 @@ fn nn(e: onevision_nn::Error) -> Error {
     Error::Models(e.into())
 }
 
-/// `U(-a, a)` values from the seeded generator.
-fn uniform(rng: &mut Rng, n: usize, a: f64) -> Vec<f32> {
+/// `U(-a, a)` values from the seeded generator (nn.Linear's weight bound for a = 1/sqrt(fan_in)).
+pub fn uniform(rng: &mut Rng, n: usize, a: f64) -> Vec<f32> {
     (0..n)
         .map(|_| {
             let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
@@ -160,6 +160,48 @@ fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_div(&norm)?)
 }
 
+/// The used part of a checkpoint's vision tower (per `vision_feature_layer`: the embeddings
+/// and the first layers, not `post_layernorm` or the head), every weight an f32 `Var` in the
+/// vision group, named as transformers names them.
+pub struct Tower {
+    pub vision: SiglipVision,
+    /// In canonical-name order.
+    pub params: Vec<Param>,
+    /// The trained tensors by canonical name (`vision.*`), the `Var`s' tensors.
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+impl Tower {
+    pub fn load(dir: &Path, cfg: &LlavaOnevisionConfig, device: &Device) -> Result<Self> {
+        let files = WeightFiles::open_dir(dir, RENAMES).map_err(nn)?;
+        let used = cfg.vision_layers_used();
+        let (mut params, mut tensors, mut map) = (vec![], vec![], HashMap::new());
+        for name in files.canonical_names() {
+            if !in_tower(&name, used) {
+                continue;
+            }
+            let var = Var::from_tensor(&files.tensor(&name, DType::F32, device).map_err(nn)?)?;
+            let pname = param_name(&name);
+            params.push(Param {
+                decay: decays(&pname),
+                name: pname,
+                var: var.clone(),
+                group: Group::Vision,
+            });
+            map.insert(name.clone(), var.as_tensor().clone());
+            tensors.push((name, var.as_tensor().clone()));
+        }
+        let files = Arc::new(WeightFiles::from_tensors(map, CANONICAL).map_err(nn)?);
+        let w = files.weights(DType::F32, device);
+        let vision = SiglipVision::new(&cfg.vision, used, &w.pp("vision"))?;
+        Ok(Self {
+            vision,
+            params,
+            tensors,
+        })
+    }
+}
+
 /// The vision tower with the image and text heads of the sigmoid loss, every weight an f32
 /// `Var`.
 pub struct ImageTextModel {
@@ -188,27 +230,11 @@ impl ImageTextModel {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let files = WeightFiles::open_dir(dir, RENAMES).map_err(nn)?;
-        let used = cfg.vision_layers_used();
-        let (mut params, mut tower, mut map) = (vec![], vec![], HashMap::new());
-        for name in files.canonical_names() {
-            if !in_tower(&name, used) {
-                continue;
-            }
-            let var = Var::from_tensor(&files.tensor(&name, DType::F32, device).map_err(nn)?)?;
-            let pname = param_name(&name);
-            params.push(Param {
-                decay: decays(&pname),
-                name: pname,
-                var: var.clone(),
-                group: Group::Vision,
-            });
-            map.insert(name.clone(), var.as_tensor().clone());
-            tower.push((name, var.as_tensor().clone()));
-        }
-        let files = Arc::new(WeightFiles::from_tensors(map, CANONICAL).map_err(nn)?);
-        let w = files.weights(DType::F32, device);
-        let vision = SiglipVision::new(&cfg.vision, used, &w.pp("vision"))?;
+        let Tower {
+            vision,
+            mut params,
+            tensors: tower,
+        } = Tower::load(dir, cfg, device)?;
 
         let (dv, e) = (cfg.vision.hidden_size, embed_dim);
         let mut rng = Rng::new(seed ^ 0x5161_1B00_C0DE_0001);

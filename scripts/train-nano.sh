@@ -10,7 +10,7 @@
 #
 # Environment: OUT (out/nano), ONEVISION (the binary; built in release when unset), SIZE
 # (default|micro: the model's shape), SCALE (1: multiplies every sample count), SEED (1),
-# EVAL_LIMIT (documents per family for the early stages' grades; 50), VISION_STEPS (2000: the
+# EVAL_LIMIT (documents per family for the early stages' grades; 50), VISION_STEPS (3000: the
 # dense vision pretraining's steps of 16 images, before SCALE), TEST_COUNT (the test split's
 # samples; 3600 = 200 per family, scaled with SCALE unless set). A rerun with the same OUT
 # skips the steps already done (an interrupted run continues).
@@ -21,7 +21,7 @@ SIZE=${SIZE:-default}
 SCALE=${SCALE:-1}
 SEED=${SEED:-1}
 EVAL_LIMIT=${EVAL_LIMIT:-50}
-VISION_STEPS=${VISION_STEPS:-2000}
+VISION_STEPS=${VISION_STEPS:-3000}
 cd "$(dirname "$0")/.."
 if [ -z "${ONEVISION:-}" ]; then
   cargo build --release -q -p onevision-cli
@@ -70,7 +70,7 @@ timed init ov nano init --out "$OUT/init" --world "$W/train.json" --size "$SIZE"
 timed lm ov train --model "$OUT/init" --data "$W/text.json" --output "$OUT/lm" \
   --tunable-parts language --lr 1e-3 --batch-size 16 --warmup-ratio 0.03 --no-progress
 timed vision ov nano pretrain-dense --model "$OUT/lm" --output "$OUT/unimodal" \
-  --steps "$(n "$VISION_STEPS")" --batch-size 16 --lr 1e-3 --seed "$SEED"
+  --steps "$(n "$VISION_STEPS")" --batch-size 16 --lr 3e-3 --seed "$SEED"
 
 mix() { # mix FILE family:strategy ...: a LLaVA-NeXT mixture of the world's families
   local file=$1

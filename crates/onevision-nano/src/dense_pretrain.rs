@@ -33,14 +33,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Module, Tensor, Var};
+use candle_core::{Device, Module, Tensor};
 use onevision_models::llava_ov::packing::{select_best_resolution, ImageLayout};
 use onevision_models::LlavaOnevisionConfig;
 use onevision_nn::Linear;
 use onevision_processor::{Processor, RgbImage};
-use onevision_train::optim::{
-    clip_grad_norm_ordered, decays, AdamW, AdamWConfig, Grads, Group, Param,
-};
+use onevision_train::optim::{clip_grad_norm_ordered, AdamW, AdamWConfig, Grads, Param};
 use onevision_train::schedule::{warmup_steps, CosineWithWarmup};
 use onevision_train::Rng;
 use onevision_world::labels::{
@@ -51,7 +49,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::io;
-use crate::vision_pretrain::{uniform, write_checkpoint, Tower};
+use crate::vision_pretrain::{check_optimizer, new_param, uniform, write_checkpoint, Tower};
 use crate::{Error, Result};
 
 /// The log file written in the output directory.
@@ -167,31 +165,16 @@ impl DensePretrainConfig {
         if self.batch_size == 0 {
             return bad("batch size is 0; expected at least one image a step".into());
         }
-        if !(self.lr.is_finite() && self.lr >= 0.0) {
-            return bad(format!("lr is {}; expected a finite rate >= 0", self.lr));
-        }
-        if !(0.0..=1.0).contains(&self.warmup_ratio) {
-            return bad(format!(
-                "warmup_ratio is {}; expected a ratio in [0, 1]",
-                self.warmup_ratio
-            ));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!(
-                "weight_decay is {}; expected a finite value >= 0",
-                self.weight_decay
-            ));
-        }
+        check_optimizer(
+            self.lr,
+            self.warmup_ratio,
+            self.weight_decay,
+            self.max_grad_norm,
+        )?;
         if !(0.0..=1.0).contains(&self.doc_share) {
             return bad(format!(
                 "doc_share is {}; expected a share in [0, 1]",
                 self.doc_share
-            ));
-        }
-        if self.max_grad_norm.is_nan() || self.max_grad_norm <= 0.0 {
-            return bad(format!(
-                "max_grad_norm is {}; expected a norm > 0",
-                self.max_grad_norm
             ));
         }
         if self.image_size < onevision_world::MIN_IMAGE_SIZE || self.image_size % 2 != 0 {
@@ -398,15 +381,8 @@ impl DenseModel {
         let k = SUB * SUB * classes_per_sub_cell();
         let mut rng = Rng::new(seed ^ 0xDE45_E11E_AD00_0001);
         let mut params = tower.params.clone();
-        let mut var = |name: String, data: Vec<f32>, shape: &[usize]| -> Result<Tensor> {
-            let v = Var::from_tensor(&Tensor::from_vec(data, shape, device)?)?;
-            params.push(Param {
-                decay: decays(&name),
-                name,
-                var: v.clone(),
-                group: Group::Vision,
-            });
-            Ok(v.as_tensor().clone())
+        let mut var = |name: String, data: Vec<f32>, shape: &[usize]| {
+            new_param(&mut params, name, data, shape, device)
         };
         let w = var(
             format!("{HEAD}.weight"),

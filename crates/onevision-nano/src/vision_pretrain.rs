@@ -35,8 +35,8 @@ mod pairs;
 
 pub use checkpoint::write_checkpoint;
 pub use model::{
-    forward_backward, sigmoid_loss, top1_accuracy, uniform, Batch, ImageTextModel, StepOutput,
-    TextBatch, Tower, INIT_LOGIT_BIAS, INIT_LOGIT_SCALE,
+    forward_backward, new_param, sigmoid_loss, top1_accuracy, uniform, Batch, ImageTextModel,
+    StepOutput, TextBatch, Tower, INIT_LOGIT_BIAS, INIT_LOGIT_SCALE,
 };
 pub use pairs::{caption_pairs, Pair, CAPTION_TASK};
 
@@ -143,27 +143,12 @@ impl VisionPretrainConfig {
                 "embed_dim is 0; expected the width of the image-text space (e.g. 128)".into(),
             );
         }
-        if !(self.lr.is_finite() && self.lr >= 0.0) {
-            return bad(format!("lr is {}; expected a finite rate >= 0", self.lr));
-        }
-        if !(0.0..=1.0).contains(&self.warmup_ratio) {
-            return bad(format!(
-                "warmup_ratio is {}; expected a ratio in [0, 1]",
-                self.warmup_ratio
-            ));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!(
-                "weight_decay is {}; expected a finite value >= 0",
-                self.weight_decay
-            ));
-        }
-        if self.max_grad_norm.is_nan() || self.max_grad_norm <= 0.0 {
-            return bad(format!(
-                "max_grad_norm is {}; expected a norm > 0",
-                self.max_grad_norm
-            ));
-        }
+        check_optimizer(
+            self.lr,
+            self.warmup_ratio,
+            self.weight_decay,
+            self.max_grad_norm,
+        )?;
         if self.batch_size < 2 {
             return bad(format!(
                 "batch size {} is too small: the sigmoid loss needs at least 2 pairs a batch (the other pairs are the negatives)",
@@ -182,6 +167,35 @@ impl VisionPretrainConfig {
         }
         Ok(())
     }
+}
+
+/// Refuses optimizer settings that cannot train (shared by both vision pretrainings).
+pub(crate) fn check_optimizer(
+    lr: f64,
+    warmup_ratio: f64,
+    weight_decay: f64,
+    max_grad_norm: f64,
+) -> Result<()> {
+    let bad = |what: String| Err(Error::Invalid(what));
+    if !(lr.is_finite() && lr >= 0.0) {
+        return bad(format!("lr is {lr}; expected a finite rate >= 0"));
+    }
+    if !(0.0..=1.0).contains(&warmup_ratio) {
+        return bad(format!(
+            "warmup_ratio is {warmup_ratio}; expected a ratio in [0, 1]"
+        ));
+    }
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        return bad(format!(
+            "weight_decay is {weight_decay}; expected a finite value >= 0"
+        ));
+    }
+    if max_grad_norm.is_nan() || max_grad_norm <= 0.0 {
+        return bad(format!(
+            "max_grad_norm is {max_grad_norm}; expected a norm > 0"
+        ));
+    }
+    Ok(())
 }
 
 /// What a finished run reports.

@@ -202,6 +202,25 @@ impl Tower {
     }
 }
 
+/// A new f32 `Var` of a pretraining head, in the vision group, appended to `params`; returns
+/// its tensor.
+pub fn new_param(
+    params: &mut Vec<Param>,
+    name: String,
+    data: Vec<f32>,
+    shape: &[usize],
+    device: &Device,
+) -> Result<Tensor> {
+    let v = Var::from_tensor(&Tensor::from_vec(data, shape, device)?)?;
+    params.push(Param {
+        decay: decays(&name),
+        name,
+        var: v.clone(),
+        group: Group::Vision,
+    });
+    Ok(v.as_tensor().clone())
+}
+
 /// The vision tower with the image and text heads of the sigmoid loss, every weight an f32
 /// `Var`.
 pub struct ImageTextModel {
@@ -238,15 +257,8 @@ impl ImageTextModel {
 
         let (dv, e) = (cfg.vision.hidden_size, embed_dim);
         let mut rng = Rng::new(seed ^ 0x5161_1B00_C0DE_0001);
-        let mut var = |name: String, data: Vec<f32>, shape: &[usize]| -> Result<Tensor> {
-            let v = Var::from_tensor(&Tensor::from_vec(data, shape, device)?)?;
-            params.push(Param {
-                decay: decays(&name),
-                name,
-                var: v.clone(),
-                group: Group::Vision,
-            });
-            Ok(v.as_tensor().clone())
+        let mut var = |name: String, data: Vec<f32>, shape: &[usize]| {
+            new_param(&mut params, name, data, shape, device)
         };
         let image_w = var(
             format!("{IMAGE_PROJ}.weight"),

@@ -11,9 +11,19 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::error::io;
 use crate::{Error, Result};
 
-/// Copies every file of `input` into `output`, rewriting each `.safetensors` file with the
-/// tower's tensors (by canonical name) in the stored dtype; every other tensor keeps its name,
-/// dtype and bytes, and the file its metadata. `Err` if a trained tensor is found in no file.
+/// The records of the run that wrote `input` (`onevision train`'s log, curves, state and
+/// optimizer moments): not copied, since they describe another run than the tower's.
+const RUN_RECORDS: [&str; 4] = [
+    "train_log.jsonl",
+    "train_curves.svg",
+    "trainer_state.json",
+    "optimizer.safetensors",
+];
+
+/// Copies every checkpoint file of `input` into `output` (not [`RUN_RECORDS`]), rewriting each
+/// `.safetensors` file with the tower's tensors (by canonical name) in the stored dtype; every
+/// other tensor keeps its name, dtype and bytes, and the file its metadata. `Err` if a trained
+/// tensor is found in no file.
 pub fn write_checkpoint(input: &Path, output: &Path, tower: &[(String, Tensor)]) -> Result<()> {
     std::fs::create_dir_all(output).map_err(io(output))?;
     let trained: HashMap<&str, &Tensor> = tower.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -28,6 +38,9 @@ pub fn write_checkpoint(input: &Path, output: &Path, tower: &[(String, Tensor)])
         let Some(name) = src.file_name() else {
             continue;
         };
+        if RUN_RECORDS.iter().any(|r| name == *r) {
+            continue;
+        }
         let dst = output.join(name);
         if src.extension().and_then(|e| e.to_str()) == Some("safetensors") {
             rewrite_weights(&src, &dst, &trained, &mut written)?;

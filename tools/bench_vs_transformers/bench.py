@@ -279,9 +279,9 @@ def tf_worker(spec):
 # Driver
 
 
-def run_process(cmd, label):
+def run_process(cmd, label, env=None):
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if p.returncode != 0:
         tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-15:])
@@ -359,6 +359,9 @@ def report_markdown(meta, results):
             f"- command: `{meta['command']}`",
             *([f"- onevision decodes with {meta['quantize']} weights (`--quantize`); transformers is unquantized"]
               if meta.get("quantize") else []),
+            *([f"- both engines held to {meta['cpu_level']}: onevision `ONEVISION_CPU_KERNELS={meta['cpu_level']}` "
+               f"(binary {meta.get('binary')}), torch `ATEN_CPU_CAPABILITY`, `MKL_ENABLE_INSTRUCTIONS`, "
+               f"`ONEDNN_MAX_CPU_ISA`"] if meta.get("cpu_level") else []),
             "- ratio: transformers time / onevision time, onevision tokens/s / transformers tokens/s "
             "(> 1: onevision faster); peak RSS: onevision / transformers (< 1: onevision smaller)", ""]
 
@@ -414,6 +417,13 @@ def main():
                     help="torch.set_num_threads for transformers (default: all usable CPUs, %(default)s)")
     ap.add_argument("--out", type=Path, help="Markdown report path (default: WORK/results.md); raw JSON goes next to it")
     ap.add_argument("--only", choices=["onevision", "transformers"], help="run one engine only (debugging)")
+    ap.add_argument("--bin", type=Path, default=BIN,
+                    help="the onevision binary (default: %(default)s; for --cpu-level avx2 on an AVX-512 "
+                         "machine, one built with --no-default-features, so that candle's matmul runs at AVX2 too)")
+    ap.add_argument("--cpu-level", choices=["avx2"],
+                    help="hold both engines to this instruction level: onevision with ONEVISION_CPU_KERNELS, "
+                         "torch with ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS and ONEDNN_MAX_CPU_ISA "
+                         "(an AVX2 machine simulated on an AVX-512 one)")
     ap.add_argument("--quantize", choices=["q8_0", "q4_0"],
                     help="onevision decodes with weight-only quantized decoder weights (transformers unchanged)")
     ap.add_argument("--tf-worker", help=argparse.SUPPRESS)
@@ -442,14 +452,21 @@ def main():
     out = (args.out or work / "results.md").resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     ov_version = "n/a"
-    if BIN.is_file():
-        ov_version = subprocess.run([str(BIN), "--version"], capture_output=True, text=True).stdout.strip() or "?"
+    bin_ = args.bin.resolve()
+    if bin_.is_file():
+        ov_version = subprocess.run([str(bin_), "--version"], capture_output=True, text=True).stdout.strip() or "?"
+    ov_env, tf_env = None, None
+    if args.cpu_level == "avx2":
+        ov_env = dict(os.environ, ONEVISION_CPU_KERNELS="avx2")
+        tf_env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2", MKL_ENABLE_INSTRUCTIONS="AVX2",
+                      ONEDNN_MAX_CPU_ISA="AVX2", DNNL_MAX_CPU_ISA="AVX2")
     meta = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join([Path(sys.executable).as_posix(), *sys.argv]),
         "machine": machine(), "versions": vers, "onevision": ov_version, "git": git_rev(), "model": str(model),
         "runs": args.runs, "warmup": args.warmup, "decode_tokens": args.decode_tokens, "prompt": args.prompt,
-        "tf_threads": args.threads, "tf_attn": None, "quantize": args.quantize,
+        "tf_threads": args.threads, "tf_attn": None, "quantize": args.quantize, "cpu_level": args.cpu_level,
+        "binary": str(bin_),
     }
     m = meta["machine"]
     print(f"{m['cpu']}, {m['usable_cpus']} CPUs, {m['ram_gib']} GiB; transformers {vers['transformers']}, "
@@ -463,18 +480,18 @@ def main():
             r = {"case": case, "dtype": dtype, "input": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
                  + (f" ({frames} of its frames)" if frames else ""), "onevision": None, "transformers": None}
             if args.only != "transformers":
-                cmd = [str(BIN), "bench", "--model", str(model), "--dtype", dtype, "--prompt", args.prompt,
+                cmd = [str(bin_), "bench", "--model", str(model), "--dtype", dtype, "--prompt", args.prompt,
                        "--decode-tokens", str(args.decode_tokens), "--runs", str(args.runs),
                        "--warmup", str(args.warmup), "--json"]
                 cmd += ["--quantize", args.quantize] if args.quantize else []
                 cmd += ["--image", str(path)] if kind == "image" else ["--video", str(path), "--frames", str(frames)]
-                r["onevision"] = run_process(cmd, "onevision")
+                r["onevision"] = run_process(cmd, "onevision", ov_env)
             if args.only != "onevision":
                 spec = {"model": str(model), "dtype": dtype, "kind": kind, "path": str(path), "frames": frames,
                         "prompt": args.prompt, "decode_tokens": args.decode_tokens, "runs": args.runs,
                         "warmup": args.warmup, "threads": args.threads}
                 r["transformers"] = run_process([sys.executable, str(Path(__file__).resolve()), "--tf-worker",
-                                                 json.dumps(spec)], "transformers")
+                                                 json.dumps(spec)], "transformers", tf_env)
                 meta["tf_attn"] = meta["tf_attn"] or r["transformers"].get("attn_implementation")
             results.append(r)
             write_results(out, meta, results)  # after every case, so a long run that dies keeps what it has

@@ -35,6 +35,7 @@ use clap::{Parser, Subcommand};
 use onevision_models::fixtures::{case_tensors_in, deviation, input, manifest_in};
 use onevision_models::generate::{all_logits, greedy};
 use onevision_models::LlavaOnevision;
+use onevision_nn::cpu::{self, KernelLevel};
 use onevision_nn::ComputeDType;
 
 /// LLaVA-OneVision in Rust: SigLIP vision tower + projector + Qwen2, on the published Hugging
@@ -43,6 +44,11 @@ use onevision_nn::ComputeDType;
 #[command(name = "onevision", version)]
 #[command(after_help = "Run `onevision <COMMAND> --help` for the flags of a command.")]
 struct Cli {
+    /// CPU kernels: the fastest this CPU runs (default), or a lower level to compare or test
+    /// with: reference (candle's ops), avx2, avx512. Also read from ONEVISION_CPU_KERNELS; the
+    /// flag wins.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    cpu_kernels: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -155,7 +161,23 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// Sets the kernel level from `--cpu-kernels`, else checks `ONEVISION_CPU_KERNELS`, so that a
+/// bad or unavailable level stops the command with the reason instead of a warning.
+fn choose_kernels(flag: Option<&str>) -> Result<()> {
+    match flag {
+        Some(name) => {
+            let level: KernelLevel = name.parse().context("--cpu-kernels")?;
+            cpu::force(level).context("--cpu-kernels")?;
+        }
+        None => {
+            cpu::from_env()?;
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    choose_kernels(cli.cpu_kernels.as_deref())?;
     match cli.command {
         Command::Generate(args) => generate::run(args).map(|_| ExitCode::SUCCESS),
         Command::Chat(args) => chat::run(args).map(|_| ExitCode::SUCCESS),

@@ -56,6 +56,8 @@ struct Run {
 
 #[derive(Serialize)]
 struct Report {
+    /// The CPU kernel level the run used (`--cpu-kernels`).
+    cpu_kernels: String,
     model: String,
     dtype: String,
     /// The decode-time weight quantization (`--quantize`), if any.
@@ -204,6 +206,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         model: model.served_name.clone(),
         dtype: args.model.dtype.to_string(),
         quantize: args.model.quantize.map(|q| q.to_string()),
+        cpu_kernels: onevision_nn::cpu::level().to_string(),
         input,
         prompt_tokens,
         media_tokens,
@@ -228,10 +231,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} ({}{}), {}: {} prompt tokens ({} media, {} tiles/frames); medians of {} runs after {} warm-up",
+        "{} ({}{}, {} kernels), {}: {} prompt tokens ({} media, {} tiles/frames); medians of {} runs after {} warm-up",
         report.model,
         report.dtype,
         report.quantize.as_ref().map(|q| format!(", {q} decode")).unwrap_or_default(),
+        report.cpu_kernels,
         report.input,
         report.prompt_tokens,
         report.media_tokens,

@@ -1,6 +1,8 @@
 //! Throughput of the `gemm_nt` kernels against candle's matmul on the model's linear shapes.
 //! `cargo run --release -p onevision-nn --example gemm_bench [decode]` (`decode`: only the
-//! one-row sweep of a decode step)
+//! one-row sweep of a decode step). `ONEVISION_CPU_KERNELS=avx2` measures our kernels at the
+//! AVX2 level; candle's matmul follows gemm's own choice (AVX2 in a build without the
+//! `gemm-avx512` feature).
 
 use std::time::Instant;
 
@@ -27,6 +29,12 @@ fn time(runs: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> candle_core::Result<()> {
+    println!(
+        "CPU kernel level {} (detected {}); {} threads",
+        onevision_nn::cpu::level(),
+        onevision_nn::cpu::detected(),
+        rayon::current_num_threads()
+    );
     if std::env::args().nth(1).as_deref() == Some("decode") {
         return decode_sweep();
     }

@@ -16,9 +16,13 @@ use half::bf16;
 use rayon::prelude::*;
 
 use crate::attention::{rows_in_place, Mask};
+use crate::cpu;
 use crate::gemm_nt::{
-    self, pack_a, product, ALayout, Element, PackedB, SendPtr, StoreF32, TILE_COLS, TILE_ROWS,
+    self, pack_a, product, ALayout, Element, PackedB, SendPtr, StoreF32, Widen, TILE_COLS,
+    TILE_ROWS,
 };
+use crate::simd::exp;
+use crate::vector::{self, F32s, Kernel};
 
 /// Query rows per task (a multiple of the register tile's rows).
 const QB: usize = 4 * TILE_ROWS;
@@ -27,7 +31,7 @@ const QB: usize = 4 * TILE_ROWS;
 pub const MIN_QUERIES: usize = 16;
 
 /// Element types with a fused path.
-pub(crate) trait FusedElement: Element + StoreF32 + candle_core::WithDType {
+pub(crate) trait FusedElement: Element + Widen + StoreF32 + candle_core::WithDType {
     /// `out = Σ_j p[j]·v[j·d..(j + 1)·d]`.
     ///
     /// # Safety
@@ -37,26 +41,15 @@ pub(crate) trait FusedElement: Element + StoreF32 + candle_core::WithDType {
 
 impl FusedElement for f32 {
     unsafe fn weighted_rows(p: &[f32], v: &[f32], d: usize, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        x86::weighted_rows(p, v.as_ptr(), d, out, |ptr, m| {
-            std::arch::x86_64::_mm512_maskz_loadu_ps(m, ptr)
-        });
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("{} {} {d} {}", p.len(), v.len(), out.len());
+        let k = WeightedRows { p, v, d, out };
+        vector::run(cpu::level(), k).expect("weighted rows at a vector level");
     }
 }
 
 impl FusedElement for bf16 {
     unsafe fn weighted_rows(p: &[f32], v: &[bf16], d: usize, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        x86::weighted_rows(p, v.as_ptr(), d, out, |ptr, m| {
-            use std::arch::x86_64::*;
-            // bf16 -> f32 is the 16 bits moved to the top of the word.
-            let h = _mm256_maskz_loadu_epi16(m, ptr as *const i16);
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-        });
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("{} {} {d} {}", p.len(), v.len(), out.len());
+        let k = WeightedRows { p, v, d, out };
+        vector::run(cpu::level(), k).expect("weighted rows at a vector level");
     }
 }
 
@@ -343,10 +336,8 @@ impl<T> Default for Scratch<T> {
 
 /// `x = softmax(x·scale)` over one row; returns the row's log-sum-exp `ln Σ e^(x·scale)`.
 fn softmax_scaled(x: &mut [f32], scale: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if gemm_nt::has_f32() {
-        // SAFETY: AVX-512F is present.
-        let (max, sum) = unsafe { x86::softmax_scaled(x, scale) };
+    // SAFETY: no requirement beyond the level's.
+    if let Some((max, sum)) = unsafe { vector::run(cpu::level(), SoftmaxScaled { x, scale }) } {
         return max + sum.ln();
     }
     for v in x.iter_mut() {
@@ -363,93 +354,108 @@ fn softmax_scaled(x: &mut [f32], scale: f32) -> f32 {
     max + sum.ln()
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod x86 {
-    use std::arch::x86_64::*;
+/// `out = Σ_j p[j]·row_j` over rows of `d` elements at `v` (`p.len()` of them), widened to f32.
+struct WeightedRows<'a, T> {
+    p: &'a [f32],
+    v: &'a [T],
+    d: usize,
+    out: &'a mut [f32],
+}
 
-    use crate::simd::x86::exp;
-
-    /// `out = Σ_j p[j]·row_j`, rows of `d` elements at `v`, loaded as f32 by `load`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn weighted_rows<T>(
-        p: &[f32],
-        v: *const T,
-        d: usize,
-        out: &mut [f32],
-        load: impl Fn(*const T, __mmask16) -> __m512,
-    ) {
-        // Four 16-lane accumulators per pass over the rows (64 columns, a whole Qwen2 head).
-        for c0 in (0..d).step_by(64) {
-            let mut acc = [_mm512_setzero_ps(); 4];
-            let masks: [__mmask16; 4] = std::array::from_fn(|c| {
-                let left = d.saturating_sub(c0 + 16 * c).min(16);
-                ((1u32 << left) - 1) as u16
-            });
-            for (j, &pj) in p.iter().enumerate() {
-                let w = _mm512_set1_ps(pj);
+impl<T: Widen> Kernel for WeightedRows<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    unsafe fn run<S: F32s>(self) {
+        let (d, l) = (self.d, S::LANES);
+        let v = self.v.as_ptr();
+        // Four accumulators per pass over the rows (64 columns at AVX-512: a whole Qwen2 head).
+        let width = 4 * l;
+        let mut c0 = 0;
+        while c0 < d {
+            let mut acc = [S::zero(); 4];
+            let lanes: [usize; 4] = std::array::from_fn(|c| d.saturating_sub(c0 + l * c).min(l));
+            for (j, &pj) in self.p.iter().enumerate() {
+                let w = S::splat(pj);
                 let row = v.add(j * d + c0);
                 for c in 0..4 {
-                    if masks[c] != 0 {
-                        acc[c] = _mm512_fmadd_ps(w, load(row.add(16 * c), masks[c]), acc[c]);
+                    if lanes[c] == l {
+                        acc[c] = S::fmadd(w, T::load::<S>(row.add(l * c)), acc[c]);
+                    } else if lanes[c] > 0 {
+                        acc[c] = S::fmadd(w, T::load_n::<S>(row.add(l * c), lanes[c]), acc[c]);
                     }
                 }
             }
             for c in 0..4 {
-                if masks[c] != 0 {
-                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(c0 + 16 * c), masks[c], acc[c]);
+                let o = self.out.as_mut_ptr().add(c0 + l * c);
+                if lanes[c] == l {
+                    S::store(o, acc[c]);
+                } else if lanes[c] > 0 {
+                    S::store_n(o, acc[c], lanes[c]);
                 }
             }
+            c0 += width;
         }
     }
+}
 
-    /// Softmax in place; returns the row's maximum and the sum of `e^(x - max)`.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn softmax_scaled(x: &mut [f32], scale: f32) -> (f32, f32) {
-        let n = x.len();
-        let full = n / 16 * 16;
-        let tail: __mmask16 = ((1u32 << (n % 16)) - 1) as u16;
-        let p = x.as_mut_ptr();
-        let sc = _mm512_set1_ps(scale);
-        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+/// Softmax of `x·scale` in place; returns the row's maximum and the sum of `e^(x - max)`.
+struct SoftmaxScaled<'a> {
+    x: &'a mut [f32],
+    scale: f32,
+}
+
+impl Kernel for SoftmaxScaled<'_> {
+    type Output = (f32, f32);
+    #[inline(always)]
+    unsafe fn run<S: F32s>(self) -> (f32, f32) {
+        let (n, l) = (self.x.len(), S::LANES);
+        let full = n / l * l;
+        let tail = n - full;
+        let p = self.x.as_mut_ptr();
+        let sc = S::splat(self.scale);
+        let mut vmax = S::splat(f32::NEG_INFINITY);
         let mut i = 0;
         while i < full {
-            let v = _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), sc);
-            _mm512_storeu_ps(p.add(i), v);
-            vmax = _mm512_max_ps(vmax, v);
-            i += 16;
+            let v = S::mul(S::load(p.add(i)), sc);
+            S::store(p.add(i), v);
+            vmax = S::max(vmax, v);
+            i += l;
         }
+        let mut max = S::max_lane(vmax);
         if tail != 0 {
-            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p.add(i)), sc);
-            _mm512_mask_storeu_ps(p.add(i), tail, v);
-            vmax = _mm512_mask_max_ps(vmax, tail, vmax, v);
+            for x in std::slice::from_raw_parts_mut(p.add(full), tail) {
+                *x *= self.scale;
+                max = max.max(*x);
+            }
         }
-        let max = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
-        let mut vsum = _mm512_setzero_ps();
+        let vm = S::splat(max);
+        let mut vsum = S::zero();
         i = 0;
         while i < full {
-            let e = exp(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), max));
-            _mm512_storeu_ps(p.add(i), e);
-            vsum = _mm512_add_ps(vsum, e);
-            i += 16;
+            let e = exp::<S>(S::sub(S::load(p.add(i)), vm));
+            S::store(p.add(i), e);
+            vsum = S::add(vsum, e);
+            i += l;
         }
+        let mut total = S::sum(vsum);
         if tail != 0 {
-            let e = exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p.add(i)), max));
-            _mm512_mask_storeu_ps(p.add(i), tail, e);
-            vsum = _mm512_mask_add_ps(vsum, tail, vsum, e);
+            // Zero lanes past the row would add e^(0 - max): masked out by the count.
+            let e = exp::<S>(S::sub(S::load_n(p.add(full), tail), vm));
+            S::store_n(p.add(full), e, tail);
+            let mut b = [0f32; crate::vector::MAX_LANES];
+            S::store(b.as_mut_ptr(), e);
+            total += b[..tail].iter().sum::<f32>();
         }
-        let total = _mm512_reduce_add_ps(vsum);
-        let inv = _mm512_set1_ps(1.0 / total);
+        let inv = S::splat(1.0 / total);
         i = 0;
         while i < full {
-            _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), inv));
-            i += 16;
+            S::store(p.add(i), S::mul(S::load(p.add(i)), inv));
+            i += l;
         }
         if tail != 0 {
-            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p.add(i)), inv);
-            _mm512_mask_storeu_ps(p.add(i), tail, v);
+            S::store_n(p.add(full), S::mul(S::load_n(p.add(full), tail), inv), tail);
         }
-        (_mm512_cvtss_f32(max), total)
+        (max, total)
     }
 }
 
@@ -465,10 +471,14 @@ mod tests {
     /// counts that leave partial blocks or take the few-queries path, and both dtypes: the fused path equals the reference.
     #[test]
     fn fused_matches_reference() {
-        if !gemm_nt::has_bf16() {
-            eprintln!("skipped: no AVX512-BF16");
-            return;
-        }
+        cpu::for_each_level(|level| {
+            if level > cpu::KernelLevel::Reference {
+                fused_matches_reference_at(level);
+            }
+        });
+    }
+
+    fn fused_matches_reference_at(level: cpu::KernelLevel) {
         let dev = Device::Cpu;
         for (t, offset, mask_causal) in [
             (70, 0, true),
@@ -503,7 +513,10 @@ mod tests {
             };
             let (k, v) = (kbuf.narrow(2, 0, s).unwrap(), vbuf.narrow(2, 0, s).unwrap());
             let d32 = max_abs_diff(&fused(&q, &k, &v), &reference(&q, &k, &v));
-            assert!(d32 <= 1e-5, "t {t} offset {offset} f32: max diff {d32}");
+            assert!(
+                d32 <= 1e-5,
+                "{level} t {t} offset {offset} f32: max diff {d32}"
+            );
             // bf16: against f32 arithmetic on the same bf16-rounded inputs, the fused path is
             // no further off than the reference path in bf16 (which rounds the scores too).
             let half = |x: &Tensor| x.to_dtype(DType::BF16).unwrap();
@@ -518,9 +531,9 @@ mod tests {
             let reference_err = max_abs_diff(&reference(&qh, &kh, &vh), &exact);
             assert!(
                 fused_err <= reference_err.max(1.0 / 64.0),
-                "t {t} offset {offset} bf16: fused off by {fused_err}, reference by {reference_err}"
+                "{level} t {t} offset {offset} bf16: fused off by {fused_err}, reference by {reference_err}"
             );
-            println!("t {t} offset {offset}: f32 diff {d32:e}; bf16 error fused {fused_err}, reference {reference_err}");
+            println!("{level} t {t} offset {offset}: f32 diff {d32:e}; bf16 error fused {fused_err}, reference {reference_err}");
         }
     }
 }

@@ -19,7 +19,10 @@ use rayon::prelude::*;
 
 use crate::attention::Mask;
 use crate::attention_fused::{run_views, Dims, View, MIN_QUERIES};
+use crate::cpu;
 use crate::gemm_nt::{self, SendPtr};
+use crate::simd::exp;
+use crate::vector::{self, F32s, Kernel};
 
 /// Query rows per block of the backward.
 const QB: usize = 128;
@@ -354,36 +357,34 @@ fn backward(
 
 /// `x = exp(scale·x - shift)` over a row.
 fn exp_scaled_shifted(x: &mut [f32], scale: f32, shift: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if gemm_nt::has_f32() {
-        // SAFETY: AVX-512F is present.
-        unsafe { x86::exp_scaled_shifted(x, scale, shift) };
-        return;
+    // SAFETY: no requirement beyond the level's.
+    if unsafe { vector::run(cpu::level(), ExpScaledShifted { x, scale, shift }) }.is_none() {
+        x.iter_mut().for_each(|v| *v = (*v * scale - shift).exp());
     }
-    x.iter_mut().for_each(|v| *v = (*v * scale - shift).exp());
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
+struct ExpScaledShifted<'a> {
+    x: &'a mut [f32],
+    scale: f32,
+    shift: f32,
+}
 
-    use crate::simd::x86::exp;
-
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn exp_scaled_shifted(x: &mut [f32], scale: f32, shift: f32) {
-        let n = x.len();
-        let p = x.as_mut_ptr();
-        let (sc, sh) = (_mm512_set1_ps(scale), _mm512_set1_ps(shift));
+impl Kernel for ExpScaledShifted<'_> {
+    type Output = ();
+    #[inline(always)]
+    unsafe fn run<S: F32s>(self) {
+        let (n, l) = (self.x.len(), S::LANES);
+        let p = self.x.as_mut_ptr();
+        let (sc, sh) = (S::splat(self.scale), S::splat(self.shift));
         let mut i = 0;
-        while i + 16 <= n {
-            let v = _mm512_fmsub_ps(_mm512_loadu_ps(p.add(i)), sc, sh);
-            _mm512_storeu_ps(p.add(i), exp(v));
-            i += 16;
+        while i + l <= n {
+            let v = S::sub(S::mul(S::load(p.add(i)), sc), sh);
+            S::store(p.add(i), exp::<S>(v));
+            i += l;
         }
         if i < n {
-            let m: __mmask16 = ((1u32 << (n - i)) - 1) as u16;
-            let v = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), sc, sh);
-            _mm512_mask_storeu_ps(p.add(i), m, exp(v));
+            let v = S::sub(S::mul(S::load_n(p.add(i), n - i), sc), sh);
+            S::store_n(p.add(i), exp::<S>(v), n - i);
         }
     }
 }
@@ -401,10 +402,14 @@ mod tests {
     /// backward), queries as a transposed view.
     #[test]
     fn gradients_match_reference() {
-        if !gemm_nt::has_f32() {
-            eprintln!("skipped: no AVX-512");
-            return;
-        }
+        cpu::for_each_level(|level| {
+            if level > cpu::KernelLevel::Reference {
+                gradients_match_reference_at(level);
+            }
+        });
+    }
+
+    fn gradients_match_reference_at(level: cpu::KernelLevel) {
         let dev = Device::Cpu;
         for (t, causal, h, kvh) in [(70, true, 6, 2), (53, false, 4, 4), (300, true, 4, 1)] {
             let (b, d) = (2, 40);
@@ -422,7 +427,7 @@ mod tests {
                 .expect("applies");
             let want = attention_reference(&q, k.as_tensor(), v.as_tensor(), 0.3, mask).unwrap();
             let f = max_abs_diff(&got, &want);
-            assert!(f <= 1e-5, "t {t}: forward differs by {f}");
+            assert!(f <= 1e-5, "{level} t {t}: forward differs by {f}");
             let mix = Tensor::randn(0f32, 1.0, (b, h, t, d), &dev).unwrap();
             let g1 = (&got * &mix)
                 .unwrap()
@@ -442,7 +447,7 @@ mod tests {
                 let scale = max_abs(e);
                 assert!(
                     diff <= 1e-5 * scale,
-                    "t {t} causal {causal}: d{name} differs by {diff} (scale {scale})"
+                    "{level} t {t} causal {causal}: d{name} differs by {diff} (scale {scale})"
                 );
                 println!("t {t} causal {causal}: d{name} max diff {diff:e} of {scale}");
             }

@@ -49,6 +49,17 @@ pub enum Error {
 
     #[error("unknown quantization `{0}`; expected one of: q8_0, q4_0")]
     UnknownQuantization(String),
+
+    #[error("unknown CPU kernel level `{0}`; expected one of: reference, avx2, avx512")]
+    UnknownKernelLevel(String),
+
+    #[error(
+        "CPU kernel level {asked} is not available on this CPU, which runs at most {detected}"
+    )]
+    KernelLevelUnavailable { asked: String, detected: String },
+
+    #[error("ONEVISION_CPU_KERNELS: {0}")]
+    KernelLevelEnv(Box<Error>),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

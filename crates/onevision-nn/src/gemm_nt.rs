@@ -1,23 +1,31 @@
-//! `C = A·Bᵀ` on the CPU with AVX-512 micro-kernels: the fast path beside candle's matmul for
-//! the products that dominate the model (every `Linear` with more than a few rows).
+//! `C = A·Bᵀ` on the CPU with register-tile micro-kernels: the fast path beside candle's matmul
+//! for the products that dominate the model (every `Linear` with more than a few rows).
 //!
 //! Both operands are row-major along the reduction axis (`A`: (m, k) activations, `B`: (n, k)
 //! weights in PyTorch's `[out, in]` layout), which is how a linear layer stores them. The loop
 //! nest is the usual BLIS one: `B` is packed once per call into `NR`-column panels, `A` into
-//! `MR`-row panels per `(MC, KC)` block, and an `MR × NR` register tile of f32 accumulators is
-//! updated with one broadcast of `A` times two `NR/2`-wide vectors of `B` per reduction step.
+//! `MR`-row panels per `(MC, KC)` block, and each `MR × NR` tile of f32 accumulators is computed
+//! in register sub-tiles of `GEMM_ROWS` rows × two vectors (AVX-512: one 12 × 32 sub-tile; AVX2:
+//! four 6 × 16), one broadcast of `A` times two vectors of `B` per reduction step. The kernels
+//! are written once over the vector width ([`crate::vector`]) and run at the level
+//! [`crate::cpu::level`] picks.
 //!
-//! - f32: `vfmadd231ps`, one multiply-add per element pair.
-//! - bf16: `vdpbf16ps`, which multiplies two adjacent reduction elements per f32 lane and adds
-//!   both products to the accumulator in f32; operands are packed in such pairs. The result is
-//!   rounded to bf16 once, at the end (as oneDNN's bf16 matmul does for torch).
+//! - f32: one fused multiply-add per element pair.
+//! - bf16: operands are packed in pairs of adjacent reduction elements. With AVX512-BF16,
+//!   `vdpbf16ps` multiplies a pair per f32 lane and adds both products to the accumulator;
+//!   elsewhere each half of a pair is widened to f32 in registers (a shift or a mask: bf16 is the
+//!   top half of an f32) and multiplied-added as f32. The result is rounded to bf16 once, at the
+//!   end (as oneDNN's bf16 matmul does for torch).
 //!
 //! Summation order differs from candle's `gemm` (and from torch's): results agree to f32
-//! rounding, which the parity tests' tolerances are chosen for. Machines without AVX-512 (or
-//! without AVX512-BF16 for bf16) get `false` back and the caller uses candle's matmul.
+//! rounding, which the parity tests' tolerances are chosen for. At the reference level the
+//! entry points return `false` and the caller uses candle's matmul.
 
-use half::bf16;
+use half::{bf16, f16};
 use rayon::prelude::*;
+
+use crate::cpu::{self, KernelLevel};
+use crate::vector::{self, F32s, Kernel};
 
 /// Rows of the register tile.
 const MR: usize = 12;
@@ -36,29 +44,20 @@ const NC: usize = 512;
 /// Below this many rows, packing `B` costs as much as the product: the dot-product kernel runs.
 pub const MIN_ROWS_PACKED: usize = 8;
 
-/// Whether this CPU runs the f32 kernels (AVX-512 F and BW: every AVX-512 CPU since Skylake-X).
+/// Whether the f32 kernels run (the AVX2 level or above).
 pub fn has_f32() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    cpu::level() >= KernelLevel::Avx2
 }
 
-/// Whether this CPU runs the bf16 kernels.
+/// Whether the bf16 kernels run (the AVX2 level or above; `vdpbf16ps` at the AVX-512 level where
+/// the CPU has AVX512-BF16, widening to f32 otherwise).
 pub fn has_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        has_f32() && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    cpu::level() >= KernelLevel::Avx2
+}
+
+/// Whether the bf16 products use `vdpbf16ps` now.
+fn dpbf16() -> bool {
+    cpu::level() == KernelLevel::Avx512 && cpu::detected_avx512_bf16()
 }
 
 /// An element type with a micro-kernel.
@@ -120,10 +119,16 @@ impl Element for f32 {
         ldc: usize,
         add: bool,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        x86::kernel_f32(steps, a, lda, b, c, ldc, add);
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no f32 kernel here {steps} {a:?} {lda} {b:?} {c:?} {ldc} {add}");
+        let t = Tile {
+            steps,
+            a,
+            lda,
+            b,
+            c,
+            ldc,
+            add,
+        };
+        vector::run(cpu::level(), t).expect("f32 tile kernel at a vector level");
     }
     unsafe fn dots(
         rows: usize,
@@ -134,15 +139,16 @@ impl Element for f32 {
         out: &mut [f32],
         ldo: usize,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        x86::dots_f32(rows, cols, k, a, b, out, ldo);
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!(
-            "no f32 kernel {rows} {cols} {k} {} {} {} {ldo}",
-            a.len(),
-            b.len(),
-            out.len()
-        );
+        let d = Dots {
+            rows,
+            cols,
+            k,
+            a,
+            b,
+            out,
+            ldo,
+        };
+        vector::run(cpu::level(), d).expect("f32 dot kernel at a vector level");
     }
 }
 
@@ -167,9 +173,20 @@ impl Element for bf16 {
         add: bool,
     ) {
         #[cfg(target_arch = "x86_64")]
-        x86::kernel_bf16(steps, a, lda, b, c, ldc, add);
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no bf16 kernel here {steps} {a:?} {lda} {b:?} {c:?} {ldc} {add}");
+        if dpbf16() {
+            x86::kernel_bf16(steps, a, lda, b, c, ldc, add);
+            return;
+        }
+        let t = Tile {
+            steps,
+            a,
+            lda,
+            b,
+            c,
+            ldc,
+            add,
+        };
+        vector::run(cpu::level(), t).expect("bf16 tile kernel at a vector level");
     }
     unsafe fn dots(
         rows: usize,
@@ -181,14 +198,74 @@ impl Element for bf16 {
         ldo: usize,
     ) {
         #[cfg(target_arch = "x86_64")]
-        x86::dots_bf16(rows, cols, k, a, b, out, ldo);
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!(
-            "no bf16 kernel {rows} {cols} {k} {} {} {} {ldo}",
-            a.len(),
-            b.len(),
-            out.len()
-        );
+        if dpbf16() {
+            x86::dots_bf16(rows, cols, k, a, b, out, ldo);
+            return;
+        }
+        let d = Dots {
+            rows,
+            cols,
+            k,
+            a,
+            b,
+            out,
+            ldo,
+        };
+        vector::run(cpu::level(), d).expect("bf16 dot kernel at a vector level");
+    }
+}
+
+/// f16 operands, widened to f32 in registers (F16C), accumulated in f32.
+impl Element for f16 {
+    const STEP: usize = 1;
+    fn zero() -> Self {
+        f16::ZERO
+    }
+    fn from_f32(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+    fn available() -> bool {
+        has_f32()
+    }
+    unsafe fn kernel(
+        steps: usize,
+        a: *const f16,
+        lda: usize,
+        b: *const f16,
+        c: *mut f32,
+        ldc: usize,
+        add: bool,
+    ) {
+        let t = Tile {
+            steps,
+            a,
+            lda,
+            b,
+            c,
+            ldc,
+            add,
+        };
+        vector::run(cpu::level(), t).expect("f16 tile kernel at a vector level");
+    }
+    unsafe fn dots(
+        rows: usize,
+        cols: usize,
+        k: usize,
+        a: &[f16],
+        b: &[f16],
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let d = Dots {
+            rows,
+            cols,
+            k,
+            a,
+            b,
+            out,
+            ldo,
+        };
+        vector::run(cpu::level(), d).expect("f16 dot kernel at a vector level");
     }
 }
 
@@ -424,13 +501,21 @@ impl StoreF32 for f32 {
     }
 }
 
+impl StoreF32 for f16 {
+    fn store(src: &[f32], dst: &mut [f16]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f16::from_f32(*s);
+        }
+    }
+}
+
 impl StoreF32 for bf16 {
     /// Round to nearest even, 16 at a time with `vcvtneps2bf16` where the CPU has it.
     fn store(src: &[f32], dst: &mut [bf16]) {
         let n = src.len().min(dst.len());
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if has_bf16() {
+        if dpbf16() {
             // SAFETY: AVX512-BF16 is present; both slices hold `n` elements.
             unsafe { x86::to_bf16(&src[..n], &mut dst[..n]) };
             done = n;
@@ -514,54 +599,212 @@ pub fn pack_a<'a, S: Copy + 'a, T: Element>(
     }
 }
 
+/// An element type the generic kernels read as f32.
+pub(crate) trait Widen: Element {
+    /// Element `e` of the packed step at `a` widened, in every lane (`e = 1` when `ODD`, else 0).
+    unsafe fn splat<S: F32s, const ODD: bool>(a: *const Self) -> S::V;
+    /// From `LANES` packed steps at `b`, element `e` of each, widened.
+    unsafe fn vector<S: F32s, const ODD: bool>(b: *const Self) -> S::V;
+    /// `LANES` consecutive elements widened (the dot products' rows).
+    unsafe fn load<S: F32s>(p: *const Self) -> S::V;
+    /// The first `n < LANES` consecutive elements widened, the rest zero.
+    unsafe fn load_n<S: F32s>(p: *const Self, n: usize) -> S::V;
+}
+
+impl Widen for f32 {
+    #[inline(always)]
+    unsafe fn splat<S: F32s, const ODD: bool>(a: *const f32) -> S::V {
+        S::splat(*a)
+    }
+    #[inline(always)]
+    unsafe fn vector<S: F32s, const ODD: bool>(b: *const f32) -> S::V {
+        S::load(b)
+    }
+    #[inline(always)]
+    unsafe fn load<S: F32s>(p: *const f32) -> S::V {
+        S::load(p)
+    }
+    #[inline(always)]
+    unsafe fn load_n<S: F32s>(p: *const f32, n: usize) -> S::V {
+        S::load_n(p, n)
+    }
+}
+
+impl Widen for bf16 {
+    #[inline(always)]
+    unsafe fn splat<S: F32s, const ODD: bool>(a: *const bf16) -> S::V {
+        S::splat_bf16_half::<ODD>(a)
+    }
+    #[inline(always)]
+    unsafe fn vector<S: F32s, const ODD: bool>(b: *const bf16) -> S::V {
+        S::load_bf16_half::<ODD>(b)
+    }
+    #[inline(always)]
+    unsafe fn load<S: F32s>(p: *const bf16) -> S::V {
+        S::load_bf16(p)
+    }
+    #[inline(always)]
+    unsafe fn load_n<S: F32s>(p: *const bf16, n: usize) -> S::V {
+        S::load_bf16_n(p, n)
+    }
+}
+
+impl Widen for f16 {
+    #[inline(always)]
+    unsafe fn splat<S: F32s, const ODD: bool>(a: *const f16) -> S::V {
+        S::splat_f16(a)
+    }
+    #[inline(always)]
+    unsafe fn vector<S: F32s, const ODD: bool>(b: *const f16) -> S::V {
+        S::load_f16(b)
+    }
+    #[inline(always)]
+    unsafe fn load<S: F32s>(p: *const f16) -> S::V {
+        S::load_f16(p)
+    }
+    #[inline(always)]
+    unsafe fn load_n<S: F32s>(p: *const f16, n: usize) -> S::V {
+        S::load_f16_n(p, n)
+    }
+}
+
+/// One `MR × NR` tile: `c (+)= Σ_p a(p)·b(p)` (the arguments of [`Element::kernel`]).
+struct Tile<T> {
+    steps: usize,
+    a: *const T,
+    lda: usize,
+    b: *const T,
+    c: *mut f32,
+    ldc: usize,
+    add: bool,
+}
+
+impl<T: Widen> Kernel for Tile<T> {
+    type Output = ();
+    #[inline(always)]
+    unsafe fn run<S: F32s>(self) {
+        let mut r0 = 0;
+        while r0 < MR {
+            let mut c0 = 0;
+            while c0 < NR {
+                sub_tile::<S, T>(&self, r0, c0);
+                c0 += 2 * S::LANES;
+            }
+            r0 += S::GEMM_ROWS;
+        }
+    }
+}
+
+/// Rows `r0..r0 + GEMM_ROWS`, columns `c0..c0 + 2·LANES` of a tile, in registers.
+#[inline(always)]
+unsafe fn sub_tile<S: F32s, T: Widen>(t: &Tile<T>, r0: usize, c0: usize) {
+    // Only the first GEMM_ROWS rows are used; the loops over them are unrolled, so the array
+    // lives in registers.
+    let mut acc = [[S::zero(); 2]; MR];
+    let w = T::STEP;
+    for p in 0..t.steps {
+        let bp = t.b.add((p * NR + c0) * w);
+        step::<S, T, false>(t, p, r0, bp, &mut acc);
+        if w == 2 {
+            step::<S, T, true>(t, p, r0, bp, &mut acc);
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(S::GEMM_ROWS) {
+        let p = t.c.add((r0 + i) * t.ldc + c0);
+        let q = p.add(S::LANES);
+        if t.add {
+            S::store(p, S::add(S::load(p), row[0]));
+            S::store(q, S::add(S::load(q), row[1]));
+        } else {
+            S::store(p, row[0]);
+            S::store(q, row[1]);
+        }
+    }
+}
+
+/// Element `e` (1 when `ODD`, else 0) of reduction step `p`, for every row of the sub-tile.
+#[inline(always)]
+unsafe fn step<S: F32s, T: Widen, const ODD: bool>(
+    t: &Tile<T>,
+    p: usize,
+    r0: usize,
+    bp: *const T,
+    acc: &mut [[S::V; 2]; MR],
+) {
+    let w = T::STEP;
+    let b0 = T::vector::<S, ODD>(bp);
+    let b1 = T::vector::<S, ODD>(bp.add(S::LANES * w));
+    for (i, row) in acc.iter_mut().enumerate().take(S::GEMM_ROWS) {
+        let ap = if t.lda == 0 {
+            t.a.add((p * MR + r0 + i) * w)
+        } else {
+            t.a.add((r0 + i) * t.lda + p * w)
+        };
+        let ai = T::splat::<S, ODD>(ap);
+        row[0] = S::fmadd(ai, b0, row[0]);
+        row[1] = S::fmadd(ai, b1, row[1]);
+    }
+}
+
+/// Columns at once in the dot-product kernel.
+const DC: usize = 4;
+
+/// `out[i][j] = Σ_k a[i][k]·b[j][k]` (the arguments of [`Element::dots`]).
+struct Dots<'a, T> {
+    rows: usize,
+    cols: usize,
+    k: usize,
+    a: &'a [T],
+    b: &'a [T],
+    out: &'a mut [f32],
+    ldo: usize,
+}
+
+impl<T: Widen> Kernel for Dots<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    unsafe fn run<S: F32s>(self) {
+        let (k, l) = (self.k, S::LANES);
+        let full = k / l * l;
+        let (a, b) = (self.a.as_ptr(), self.b.as_ptr());
+        for i in 0..self.rows {
+            let ar = a.add(i * k);
+            let mut j = 0;
+            while j < self.cols {
+                let nc = DC.min(self.cols - j);
+                let mut acc = [S::zero(); DC];
+                let mut kk = 0;
+                while kk < full {
+                    let av = T::load::<S>(ar.add(kk));
+                    for (c, s) in acc.iter_mut().enumerate().take(nc) {
+                        *s = S::fmadd(av, T::load::<S>(b.add((j + c) * k + kk)), *s);
+                    }
+                    kk += l;
+                }
+                if kk < k {
+                    let av = T::load_n::<S>(ar.add(kk), k - kk);
+                    for (c, s) in acc.iter_mut().enumerate().take(nc) {
+                        let bv = T::load_n::<S>(b.add((j + c) * k + kk), k - kk);
+                        *s = S::fmadd(av, bv, *s);
+                    }
+                }
+                for (c, s) in acc.iter().enumerate().take(nc) {
+                    self.out[i * self.ldo + j + c] = S::sum(*s);
+                }
+                j += nc;
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    //! The AVX512-BF16 kernels (`vdpbf16ps` has no counterpart at the other levels).
     use std::arch::x86_64::*;
 
     use half::bf16;
 
-    use super::{MR, NR};
-
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn kernel_f32(
-        steps: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        add: bool,
-    ) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-        let mut b = b;
-        if lda == 0 {
-            let mut a = a;
-            for _ in 0..steps {
-                let b0 = _mm512_loadu_ps(b);
-                let b1 = _mm512_loadu_ps(b.add(16));
-                for (i, row) in acc.iter_mut().enumerate() {
-                    let ai = _mm512_set1_ps(*a.add(i));
-                    row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-                    row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
-                }
-                a = a.add(MR);
-                b = b.add(NR);
-            }
-        } else {
-            let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * lda));
-            for p in 0..steps {
-                let b0 = _mm512_loadu_ps(b);
-                let b1 = _mm512_loadu_ps(b.add(16));
-                for (i, row) in acc.iter_mut().enumerate() {
-                    let ai = _mm512_set1_ps(*rows[i].add(p));
-                    row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-                    row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
-                }
-                b = b.add(NR);
-            }
-        }
-        store_tile(&acc, c, ldc, add);
-    }
+    use super::{DC, MR, NR};
 
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn kernel_bf16(
@@ -633,55 +876,6 @@ mod x86 {
             } else {
                 _mm512_storeu_ps(p, row[0]);
                 _mm512_storeu_ps(p.add(16), row[1]);
-            }
-        }
-    }
-
-    /// Columns at once in the dot-product kernel.
-    const DC: usize = 4;
-
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn dots_f32(
-        rows: usize,
-        cols: usize,
-        k: usize,
-        a: &[f32],
-        b: &[f32],
-        out: &mut [f32],
-        ldo: usize,
-    ) {
-        let full = k / 16 * 16;
-        let mask: __mmask16 = if k.is_multiple_of(16) {
-            0
-        } else {
-            (1u32 << (k % 16)) as u16 - 1
-        };
-        for i in 0..rows {
-            let ar = a.as_ptr().add(i * k);
-            let mut j = 0;
-            while j < cols {
-                let nc = DC.min(cols - j);
-                let mut acc = [_mm512_setzero_ps(); DC];
-                let mut kk = 0;
-                while kk < full {
-                    let av = _mm512_loadu_ps(ar.add(kk));
-                    for (c, s) in acc.iter_mut().enumerate().take(nc) {
-                        let bv = _mm512_loadu_ps(b.as_ptr().add((j + c) * k + kk));
-                        *s = _mm512_fmadd_ps(av, bv, *s);
-                    }
-                    kk += 16;
-                }
-                if mask != 0 {
-                    let av = _mm512_maskz_loadu_ps(mask, ar.add(kk));
-                    for (c, s) in acc.iter_mut().enumerate().take(nc) {
-                        let bv = _mm512_maskz_loadu_ps(mask, b.as_ptr().add((j + c) * k + kk));
-                        *s = _mm512_fmadd_ps(av, bv, *s);
-                    }
-                }
-                for (c, s) in acc.iter().enumerate().take(nc) {
-                    out[i * ldo + j + c] = _mm512_reduce_add_ps(*s);
-                }
-                j += nc;
             }
         }
     }
@@ -783,38 +977,138 @@ mod tests {
         (500, 96, 257),
     ];
 
+    /// At every level this CPU has (at the reference level the product declines).
     #[test]
     fn f32_matches_f64_reference() {
-        if !has_f32() {
-            eprintln!("skipped: no AVX-512 on this CPU");
-            return;
-        }
+        cpu::for_each_level(f32_matches_f64_reference_at);
+    }
+
+    fn f32_matches_f64_reference_at(level: KernelLevel) {
         for (m, n, k) in SHAPES {
             let (a, b) = (data(m * k, 1), data(n * k, 2));
             let mut c = vec![f32::NAN; m * n];
-            assert!(gemm_nt(m, n, k, &a, &b, &mut c));
+            if !gemm_nt(m, n, k, &a, &b, &mut c) {
+                assert_eq!(level, KernelLevel::Reference);
+                return;
+            }
             let want = reference(m, n, k, &a, &b);
             for (idx, (got, want)) in c.iter().zip(&want).enumerate() {
                 let tol = 1e-5 * (k as f64).sqrt() + 1e-6;
                 assert!(
                     (*got as f64 - want).abs() <= tol,
-                    "({m},{n},{k})[{idx}]: {got} vs {want}"
+                    "{level} ({m},{n},{k})[{idx}]: {got} vs {want}"
                 );
             }
         }
     }
 
+    /// f16 at every level: widened to f32 in registers.
+    #[test]
+    fn f16_matches_f64_reference_of_the_rounded_inputs() {
+        cpu::for_each_level(|level| {
+            for (m, n, k) in SHAPES {
+                let a: Vec<f16> = data(m * k, 5).into_iter().map(f16::from_f32).collect();
+                let b: Vec<f16> = data(n * k, 6).into_iter().map(f16::from_f32).collect();
+                let mut c = vec![f16::NAN; m * n];
+                if !gemm_nt(m, n, k, &a, &b, &mut c) {
+                    assert_eq!(level, KernelLevel::Reference);
+                    return;
+                }
+                let af: Vec<f32> = a.iter().map(|x| x.to_f32()).collect();
+                let bf: Vec<f32> = b.iter().map(|x| x.to_f32()).collect();
+                let want = reference(m, n, k, &af, &bf);
+                for (idx, (got, want)) in c.iter().zip(&want).enumerate() {
+                    // One f16 rounding of the result (2^-11 relative) plus f32 accumulation.
+                    let tol = want.abs() / 2048.0 + 1e-5 * (k as f64).sqrt() + 1e-6;
+                    let got = got.to_f32() as f64;
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{level} ({m},{n},{k})[{idx}]: {got} vs {want}"
+                    );
+                }
+            }
+        });
+    }
+
+    /// The widening bf16 kernels, at every vector level, also where `vdpbf16ps` would be used.
+    #[test]
+    fn widened_bf16_kernels_match_f64_reference() {
+        for level in cpu::available() {
+            for (m, n, k) in [(13, 33, 129), (3, 37, 45), (12, 64, 7)] {
+                let a: Vec<bf16> = data(m * k, 7).into_iter().map(bf16::from_f32).collect();
+                let b: Vec<bf16> = data(n * k, 8).into_iter().map(bf16::from_f32).collect();
+                let af: Vec<f32> = a.iter().map(|x| x.to_f32()).collect();
+                let bf: Vec<f32> = b.iter().map(|x| x.to_f32()).collect();
+                let want = reference(m, n, k, &af, &bf);
+                // The dot products straight from the rows.
+                let mut out = vec![f32::NAN; m * n];
+                let d = Dots {
+                    rows: m,
+                    cols: n,
+                    k,
+                    a: &a,
+                    b: &b,
+                    out: &mut out,
+                    ldo: n,
+                };
+                // SAFETY: an available level; the operands are (m, k), (n, k), (m, n).
+                if unsafe { vector::run(level, d) }.is_none() {
+                    continue;
+                }
+                // One tile of the packed product.
+                let bp = PackedB::new(n, k, false, |j, kk| b[j * k + kk]);
+                let mut ap = Vec::new();
+                pack_a(m, k, |i| &a[i * k..(i + 1) * k], |x| x, &mut ap);
+                let mut acc = vec![f32::NAN; m.next_multiple_of(MR) * NR];
+                let steps = k.div_ceil(2).min(KC / 2);
+                let t = Tile {
+                    steps,
+                    a: ap.as_ptr(),
+                    lda: 0,
+                    b: bp.panel(0, 0),
+                    c: acc.as_mut_ptr(),
+                    ldc: NR,
+                    add: false,
+                };
+                // SAFETY: the packed panels hold `steps` steps of one tile; acc holds the tile.
+                unsafe { vector::run(level, t) };
+                let kk = (steps * 2).min(k);
+                let partial = reference(m, n, kk, &trim(&af, m, k, kk), &trim(&bf, n, k, kk));
+                for i in 0..m.min(MR) {
+                    for j in 0..n.min(NR) {
+                        let tol = 1e-5 * (k as f64).sqrt() + 1e-6;
+                        let (g, w) = (out[i * n + j] as f64, want[i * n + j]);
+                        assert!((g - w).abs() <= tol, "{level} dots ({m},{n},{k}) {i},{j}");
+                        let (g, w) = (acc[i * NR + j] as f64, partial[i * n + j]);
+                        assert!((g - w).abs() <= tol, "{level} tile ({m},{n},{k}) {i},{j}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first `kk` columns of each row of a (rows, k) matrix.
+    fn trim(x: &[f32], rows: usize, k: usize, kk: usize) -> Vec<f32> {
+        (0..rows)
+            .flat_map(|i| x[i * k..i * k + kk].to_vec())
+            .collect()
+    }
+
+    /// At every level (AVX-512: `vdpbf16ps` where the CPU has it; AVX2: widened to f32).
     #[test]
     fn bf16_matches_f64_reference_of_the_rounded_inputs() {
-        if !has_bf16() {
-            eprintln!("skipped: no AVX512-BF16 on this CPU");
-            return;
-        }
+        cpu::for_each_level(bf16_matches_f64_reference_at);
+    }
+
+    fn bf16_matches_f64_reference_at(level: KernelLevel) {
         for (m, n, k) in SHAPES {
             let a: Vec<bf16> = data(m * k, 3).into_iter().map(bf16::from_f32).collect();
             let b: Vec<bf16> = data(n * k, 4).into_iter().map(bf16::from_f32).collect();
             let mut c = vec![bf16::NAN; m * n];
-            assert!(gemm_nt(m, n, k, &a, &b, &mut c));
+            if !gemm_nt(m, n, k, &a, &b, &mut c) {
+                assert_eq!(level, KernelLevel::Reference);
+                return;
+            }
             let af: Vec<f32> = a.iter().map(|x| x.to_f32()).collect();
             let bf: Vec<f32> = b.iter().map(|x| x.to_f32()).collect();
             let want = reference(m, n, k, &af, &bf);
@@ -824,7 +1118,7 @@ mod tests {
                 let got = got.to_f32() as f64;
                 assert!(
                     (got - want).abs() <= tol,
-                    "({m},{n},{k})[{idx}]: {got} vs {want}"
+                    "{level} ({m},{n},{k})[{idx}]: {got} vs {want}"
                 );
             }
         }

@@ -8,6 +8,7 @@ pub mod activation;
 pub mod attention;
 pub mod attention_fused;
 pub mod attention_grad;
+pub mod cpu;
 pub mod dtype;
 pub mod error;
 pub mod gemm_nt;
@@ -21,6 +22,7 @@ pub mod rope;
 pub mod simd;
 #[cfg(test)]
 mod test_util;
+mod vector;
 pub mod weights;
 
 pub use activation::Activation;

@@ -4,7 +4,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
 use std::sync::Arc;
 
-use half::bf16;
+use half::{bf16, f16};
 
 use candle_core::quantized::{QMatMul, QTensor};
 
@@ -172,6 +172,7 @@ fn fast_applies(x: &Tensor, w: &Tensor) -> candle_core::Result<bool> {
         && match x.dtype() {
             DType::F32 => gemm_nt::has_f32() && rows < gemm_nt::MIN_ROWS_PACKED,
             DType::BF16 => gemm_nt::has_bf16(),
+            DType::F16 => gemm_nt::has_f32(),
             _ => false,
         })
 }
@@ -234,7 +235,7 @@ impl CustomOp2 for MatmulNt {
                     bias,
                     &mut c,
                 ) {
-                    candle_core::bail!("matmul-nt: this CPU has no AVX-512");
+                    candle_core::bail!("matmul-nt: no f32 kernel at this CPU kernel level");
                 }
                 CpuStorage::F32(c)
             }
@@ -249,9 +250,24 @@ impl CustomOp2 for MatmulNt {
                     bias,
                     &mut c,
                 ) {
-                    candle_core::bail!("matmul-nt: this CPU has no AVX512-BF16");
+                    candle_core::bail!("matmul-nt: no bf16 kernel at this CPU kernel level");
                 }
                 CpuStorage::BF16(c)
+            }
+            (CpuStorage::F16(a), CpuStorage::F16(b)) => {
+                let mut c = vec![f16::ZERO; m * n];
+                if !gemm_nt_bias(
+                    m,
+                    n,
+                    k,
+                    &a[o1..o1 + m * k],
+                    &b[o2..o2 + n * k],
+                    bias,
+                    &mut c,
+                ) {
+                    candle_core::bail!("matmul-nt: no f16 kernel at this CPU kernel level");
+                }
+                CpuStorage::F16(c)
             }
             _ => candle_core::bail!(
                 "matmul-nt: unsupported dtypes {:?}, {:?}",
@@ -285,6 +301,10 @@ mod tests {
     /// the f32 fast path).
     #[test]
     fn fast_path_matches_reference_and_differentiates() {
+        crate::cpu::for_each_level(|_| fast_path_matches_reference_and_differentiates_at());
+    }
+
+    fn fast_path_matches_reference_and_differentiates_at() {
         let dev = Device::Cpu;
         let x = Var::randn(0f32, 1.0, (1, 3, 40), &dev).unwrap();
         let w = Var::randn(0f32, 1.0, (33, 40), &dev).unwrap();
@@ -313,6 +333,10 @@ mod tests {
     /// bf16 on the packed kernel (many rows) equals candle's bf16 matmul to bf16 rounding.
     #[test]
     fn bf16_fast_path_matches_reference() {
+        crate::cpu::for_each_level(|_| bf16_fast_path_matches_reference_at());
+    }
+
+    fn bf16_fast_path_matches_reference_at() {
         let dev = Device::Cpu;
         let x = Tensor::randn(0f32, 1.0, (3, 50, 70), &dev)
             .unwrap()
@@ -333,13 +357,23 @@ mod tests {
         assert!(diff <= scale / 128.0, "{diff} vs scale {scale}");
     }
 
-    /// With a bias, the fused product (f32 few rows, bf16 many rows) equals matmul + bias.
+    /// With a bias, the fused product (f32 few rows, bf16 many rows, f16 both) equals matmul +
+    /// bias.
     #[test]
     fn bias_inside_the_product_matches_reference() {
+        crate::cpu::for_each_level(|_| bias_inside_the_product_matches_reference_at());
+    }
+
+    fn bias_inside_the_product_matches_reference_at() {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (45, 70), &dev).unwrap();
         let b = Tensor::randn(0f32, 1.0, 45, &dev).unwrap();
-        for (dt, rows, tol) in [(DType::F32, 3, 1e-4f32), (DType::BF16, 50, 1.0 / 64.0)] {
+        for (dt, rows, tol) in [
+            (DType::F32, 3, 1e-4f32),
+            (DType::BF16, 50, 1.0 / 64.0),
+            (DType::F16, 50, 1.0 / 256.0),
+            (DType::F16, 3, 1.0 / 256.0),
+        ] {
             let x = Tensor::randn(0f32, 1.0, (2, rows, 70), &dev)
                 .unwrap()
                 .to_dtype(dt)

@@ -17,7 +17,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::simd::{has_avx512, FusedActivation};
+use crate::simd::{self, vectorized, FusedActivation};
 
 /// Whether [`linear_train`] takes a tracked product: f32 on the CPU, any number of rows.
 pub(crate) fn train_applies(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> bool {
@@ -53,7 +53,7 @@ enum Pre {
 }
 
 /// `act(a)·wᵀ + b` as one differentiable op, `act(a)` recomputed in the backward; `None` where
-/// it does not apply (not f32 on a CPU with AVX-512).
+/// it does not apply (not f32, or the reference kernel level).
 ///
 /// # Shapes
 /// `a`: (..., k), `w`: (n, k), `b`: n -> (..., n)
@@ -63,7 +63,7 @@ pub fn act_linear_train(
     w: &Tensor,
     b: Option<&Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
-    if !(has_avx512() && train_applies(a, w, b)) {
+    if !(vectorized() && train_applies(a, w, b)) {
         return Ok(None);
     }
     let dims = a.dims();
@@ -88,7 +88,7 @@ pub fn silu_mul_linear_train(
     u: &Tensor,
     w: &Tensor,
 ) -> candle_core::Result<Option<Tensor>> {
-    if !(has_avx512() && train_applies(g, w, None) && u.dtype() == DType::F32)
+    if !(vectorized() && train_applies(g, w, None) && u.dtype() == DType::F32)
         || g.shape() != u.shape()
     {
         return Ok(None);
@@ -297,11 +297,8 @@ impl PreLinearTrain {
             Pre::SiluMul => FusedActivation::Silu,
         };
         h.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the constructors checked AVX-512F.
-            unsafe {
-                crate::simd::x86::activation(act, c)
-            };
+            // The constructors checked the level.
+            simd::apply_in_place(act, c);
             if let Some(u) = u {
                 c.iter_mut().zip(&u[i * CHUNK..]).for_each(|(v, b)| *v *= b);
             }
@@ -370,25 +367,11 @@ impl PreLinearTrain {
                 .enumerate()
                 .for_each(|(i, (dg, du))| {
                     let (lo, hi) = (i * CHUNK, i * CHUNK + dg.len());
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: AVX-512F checked at construction; slices of hi - lo elements.
-                    unsafe {
-                        crate::simd::x86::silu_mul_grad(
-                            &av[lo..hi],
-                            &uv[lo..hi],
-                            &dh[lo..hi],
-                            dg,
-                            du,
-                        )
-                    };
+                    simd::silu_mul_grad_in(&av[lo..hi], &uv[lo..hi], &dh[lo..hi], dg, du);
                 }),
             (None, Pre::Act(f)) => da.par_chunks_mut(CHUNK).enumerate().for_each(|(i, o)| {
                 let (lo, hi) = (i * CHUNK, i * CHUNK + o.len());
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                unsafe {
-                    crate::simd::x86::activation_grad(f, &av[lo..hi], &dh[lo..hi], o)
-                };
+                simd::activation_grad_in(f, &av[lo..hi], &dh[lo..hi], o);
             }),
             (None, Pre::SiluMul) => candle_core::bail!("pre-linear-train: silu·u without u"),
         }
@@ -526,9 +509,14 @@ mod tests {
     /// forward, to f32 rounding in every gradient.
     #[test]
     fn fused_forms_match_activation_then_product() {
-        if !has_avx512() {
-            return;
-        }
+        crate::cpu::for_each_level(|level| {
+            if level > crate::cpu::KernelLevel::Reference {
+                fused_forms_match_at();
+            }
+        });
+    }
+
+    fn fused_forms_match_at() {
         let dev = Device::Cpu;
         let a = Var::from_tensor(
             &(Tensor::randn(0f32, 2.0, (2, 37, 40), &dev).unwrap() - 0.5).unwrap(),

@@ -36,22 +36,15 @@ pub(crate) trait FusedElement: Element + Widen + StoreF32 + candle_core::WithDTy
     ///
     /// # Safety
     /// The CPU has [`Element::available`]'s features; `v` holds `p.len()` rows of `d`.
-    unsafe fn weighted_rows(p: &[f32], v: &[Self], d: usize, out: &mut [f32]);
-}
-
-impl FusedElement for f32 {
-    unsafe fn weighted_rows(p: &[f32], v: &[f32], d: usize, out: &mut [f32]) {
+    unsafe fn weighted_rows(p: &[f32], v: &[Self], d: usize, out: &mut [f32]) {
         let k = WeightedRows { p, v, d, out };
         vector::run(cpu::level(), k).expect("weighted rows at a vector level");
     }
 }
 
-impl FusedElement for bf16 {
-    unsafe fn weighted_rows(p: &[f32], v: &[bf16], d: usize, out: &mut [f32]) {
-        let k = WeightedRows { p, v, d, out };
-        vector::run(cpu::level(), k).expect("weighted rows at a vector level");
-    }
-}
+impl FusedElement for f32 {}
+
+impl FusedElement for bf16 {}
 
 /// The fused attention, or `None` where it does not apply: not on the CPU, a dtype or CPU
 /// without kernels, or inputs that take part in a gradient (the reference path is the

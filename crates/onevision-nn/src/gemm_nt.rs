@@ -119,16 +119,7 @@ impl Element for f32 {
         ldc: usize,
         add: bool,
     ) {
-        let t = Tile {
-            steps,
-            a,
-            lda,
-            b,
-            c,
-            ldc,
-            add,
-        };
-        vector::run(cpu::level(), t).expect("f32 tile kernel at a vector level");
+        widened_tile(steps, a, lda, b, c, ldc, add);
     }
     unsafe fn dots(
         rows: usize,
@@ -139,16 +130,7 @@ impl Element for f32 {
         out: &mut [f32],
         ldo: usize,
     ) {
-        let d = Dots {
-            rows,
-            cols,
-            k,
-            a,
-            b,
-            out,
-            ldo,
-        };
-        vector::run(cpu::level(), d).expect("f32 dot kernel at a vector level");
+        widened_dots(rows, cols, k, a, b, out, ldo);
     }
 }
 
@@ -177,16 +159,7 @@ impl Element for bf16 {
             x86::kernel_bf16(steps, a, lda, b, c, ldc, add);
             return;
         }
-        let t = Tile {
-            steps,
-            a,
-            lda,
-            b,
-            c,
-            ldc,
-            add,
-        };
-        vector::run(cpu::level(), t).expect("bf16 tile kernel at a vector level");
+        widened_tile(steps, a, lda, b, c, ldc, add);
     }
     unsafe fn dots(
         rows: usize,
@@ -202,16 +175,7 @@ impl Element for bf16 {
             x86::dots_bf16(rows, cols, k, a, b, out, ldo);
             return;
         }
-        let d = Dots {
-            rows,
-            cols,
-            k,
-            a,
-            b,
-            out,
-            ldo,
-        };
-        vector::run(cpu::level(), d).expect("bf16 dot kernel at a vector level");
+        widened_dots(rows, cols, k, a, b, out, ldo);
     }
 }
 
@@ -236,16 +200,7 @@ impl Element for f16 {
         ldc: usize,
         add: bool,
     ) {
-        let t = Tile {
-            steps,
-            a,
-            lda,
-            b,
-            c,
-            ldc,
-            add,
-        };
-        vector::run(cpu::level(), t).expect("f16 tile kernel at a vector level");
+        widened_tile(steps, a, lda, b, c, ldc, add);
     }
     unsafe fn dots(
         rows: usize,
@@ -256,16 +211,7 @@ impl Element for f16 {
         out: &mut [f32],
         ldo: usize,
     ) {
-        let d = Dots {
-            rows,
-            cols,
-            k,
-            a,
-            b,
-            out,
-            ldo,
-        };
-        vector::run(cpu::level(), d).expect("f16 dot kernel at a vector level");
+        widened_dots(rows, cols, k, a, b, out, ldo);
     }
 }
 
@@ -678,6 +624,56 @@ impl Widen for f16 {
     unsafe fn load_n<S: F32s>(p: *const f16, n: usize) -> S::V {
         S::load_f16_n(p, n)
     }
+}
+
+/// [`Element::kernel`] on the generic kernels (widening to f32), at the current level.
+///
+/// # Safety
+/// As for [`Element::kernel`].
+unsafe fn widened_tile<T: Widen>(
+    steps: usize,
+    a: *const T,
+    lda: usize,
+    b: *const T,
+    c: *mut f32,
+    ldc: usize,
+    add: bool,
+) {
+    let t = Tile {
+        steps,
+        a,
+        lda,
+        b,
+        c,
+        ldc,
+        add,
+    };
+    vector::run(cpu::level(), t).expect("tile kernel at a vector level");
+}
+
+/// [`Element::dots`] on the generic kernels, at the current level.
+///
+/// # Safety
+/// As for [`Element::dots`].
+unsafe fn widened_dots<T: Widen>(
+    rows: usize,
+    cols: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let d = Dots {
+        rows,
+        cols,
+        k,
+        a,
+        b,
+        out,
+        ldo,
+    };
+    vector::run(cpu::level(), d).expect("dot kernel at a vector level");
 }
 
 /// One `MR × NR` tile: `c (+)= Σ_p a(p)·b(p)` (the arguments of [`Element::kernel`]).

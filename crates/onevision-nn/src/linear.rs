@@ -4,8 +4,6 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
 use std::sync::Arc;
 
-use half::{bf16, f16};
-
 use candle_core::quantized::{QMatMul, QTensor};
 
 use crate::gemm_nt::{self, gemm_nt_bias};
@@ -194,6 +192,22 @@ fn apply_nt(x: &Tensor, w: &Tensor, op: MatmulNt) -> candle_core::Result<Tensor>
     y.reshape(out)
 }
 
+/// `a·bᵀ (+ bias)` for the leading (m, k) of `a` and (n, k) of `b`, on [`gemm_nt_bias`].
+fn product<T: gemm_nt::Element + gemm_nt::StoreF32>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    bias: Option<&[f32]>,
+) -> candle_core::Result<Vec<T>> {
+    let mut c = vec![T::zero(); m * n];
+    if !gemm_nt_bias(m, n, k, &a[..m * k], &b[..n * k], bias, &mut c) {
+        candle_core::bail!("matmul-nt: no kernel for this dtype at this CPU kernel level");
+    }
+    Ok(c)
+}
+
 /// The custom op behind [`matmul_nt`]: (m, k) x (n, k) (+ bias) -> (m, n), contiguous
 /// operands.
 struct MatmulNt {
@@ -225,49 +239,13 @@ impl CustomOp2 for MatmulNt {
         let bias = self.bias.as_deref().map(|b| b.as_slice());
         let storage = match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                let mut c = vec![0f32; m * n];
-                if !gemm_nt_bias(
-                    m,
-                    n,
-                    k,
-                    &a[o1..o1 + m * k],
-                    &b[o2..o2 + n * k],
-                    bias,
-                    &mut c,
-                ) {
-                    candle_core::bail!("matmul-nt: no f32 kernel at this CPU kernel level");
-                }
-                CpuStorage::F32(c)
+                CpuStorage::F32(product(m, n, k, &a[o1..], &b[o2..], bias)?)
             }
             (CpuStorage::BF16(a), CpuStorage::BF16(b)) => {
-                let mut c = vec![bf16::ZERO; m * n];
-                if !gemm_nt_bias(
-                    m,
-                    n,
-                    k,
-                    &a[o1..o1 + m * k],
-                    &b[o2..o2 + n * k],
-                    bias,
-                    &mut c,
-                ) {
-                    candle_core::bail!("matmul-nt: no bf16 kernel at this CPU kernel level");
-                }
-                CpuStorage::BF16(c)
+                CpuStorage::BF16(product(m, n, k, &a[o1..], &b[o2..], bias)?)
             }
             (CpuStorage::F16(a), CpuStorage::F16(b)) => {
-                let mut c = vec![f16::ZERO; m * n];
-                if !gemm_nt_bias(
-                    m,
-                    n,
-                    k,
-                    &a[o1..o1 + m * k],
-                    &b[o2..o2 + n * k],
-                    bias,
-                    &mut c,
-                ) {
-                    candle_core::bail!("matmul-nt: no f16 kernel at this CPU kernel level");
-                }
-                CpuStorage::F16(c)
+                CpuStorage::F16(product(m, n, k, &a[o1..], &b[o2..], bias)?)
             }
             _ => candle_core::bail!(
                 "matmul-nt: unsupported dtypes {:?}, {:?}",

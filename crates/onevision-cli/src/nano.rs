@@ -148,6 +148,10 @@ struct PretrainDenseArgs {
     /// The share of documents (text cards, charts) among the images; the rest are scenes.
     #[arg(long, value_name = "SHARE", default_value_t = 0.4)]
     doc_share: f64,
+    /// Measure what the checkpoint's tower already holds: freeze it, train a fresh head only,
+    /// write the log but no checkpoint.
+    #[arg(long)]
+    probe: bool,
 }
 
 pub fn run(args: NanoArgs) -> Result<()> {
@@ -194,15 +198,26 @@ pub fn run(args: NanoArgs) -> Result<()> {
             cfg.seed = a.seed;
             cfg.image_size = a.image_size;
             cfg.doc_share = a.doc_share;
+            cfg.probe = a.probe;
             let s = pretrain_dense(&cfg).context("pretraining the vision tower densely")?;
             let acc: Vec<String> = s
                 .final_accuracy
                 .iter()
                 .map(|(h, a)| format!("{h} {a:.3}"))
                 .collect();
+            let what = if cfg.probe {
+                "probed the frozen vision tower with a fresh dense head"
+            } else {
+                "pretrained the vision tower densely"
+            };
+            let out = if cfg.probe {
+                "log (no checkpoint) in"
+            } else {
+                "checkpoint in"
+            };
             println!(
-                "pretrained the vision tower densely: {} steps, final loss {:.4}, accuracy over \
-                 the last tenth ({}), {:.0} s ({:.1} images/s); checkpoint in {}",
+                "{what}: {} steps, final loss {:.4}, accuracy over the last tenth ({}), {:.0} s \
+                 ({:.1} images/s); {out} {}",
                 s.steps,
                 s.losses.last().copied().unwrap_or(f64::NAN),
                 acc.join(", "),

@@ -135,6 +135,9 @@ pub struct DensePretrainConfig {
     pub max_grad_norm: f64,
     /// Steps between printed lines (without a progress bar); 0 prints none.
     pub print_every: usize,
+    /// A probe of what the checkpoint's tower already holds: the tower is frozen, only the
+    /// fresh head trains, and no checkpoint is written (the log and the summary are the result).
+    pub probe: bool,
 }
 
 impl DensePretrainConfig {
@@ -154,6 +157,7 @@ impl DensePretrainConfig {
             log: None,
             max_grad_norm: 1.0,
             print_every: 25,
+            probe: false,
         }
     }
 
@@ -365,22 +369,31 @@ pub struct DenseModel {
     tower: Tower,
     head: Linear,
     params: Vec<Param>,
+    /// The tower's features are detached: only the head trains (a probe).
+    frozen_tower: bool,
 }
 
 const HEAD: &str = "dense_head";
 
 impl DenseModel {
+    /// With `frozen_tower`, [`DenseModel::params`] holds the head's parameters only and no
+    /// gradient reaches the tower.
     pub fn load(
         dir: &Path,
         cfg: &LlavaOnevisionConfig,
         seed: u64,
+        frozen_tower: bool,
         device: &Device,
     ) -> Result<Self> {
         let tower = Tower::load(dir, cfg, device)?;
         let dv = cfg.vision.hidden_size;
         let k = SUB * SUB * classes_per_sub_cell();
         let mut rng = Rng::new(seed ^ 0xDE45_E11E_AD00_0001);
-        let mut params = tower.params.clone();
+        let mut params = if frozen_tower {
+            vec![]
+        } else {
+            tower.params.clone()
+        };
         let mut var = |name: String, data: Vec<f32>, shape: &[usize]| {
             new_param(&mut params, name, data, shape, device)
         };
@@ -394,6 +407,7 @@ impl DenseModel {
             tower,
             head: Linear::from_tensors(w, Some(b))?,
             params,
+            frozen_tower,
         })
     }
 
@@ -408,7 +422,10 @@ impl DenseModel {
     /// # Shapes
     /// `pixels`: (n, 3, s, s) -> (n·g·g·SUB², classes_per_sub_cell)
     pub fn logits(&self, pixels: &Tensor) -> Result<Tensor> {
-        let h = self.tower.vision.forward(pixels)?; // (n, g·g, dv)
+        let mut h = self.tower.vision.forward(pixels)?; // (n, g·g, dv)
+        if self.frozen_tower {
+            h = h.detach();
+        }
         let (n, t, d) = h.dims3()?;
         let y = self.head.forward(&h.reshape((n * t, d))?)?; // (n·t, SUB²·C)
         Ok(y.reshape((n * t * SUB * SUB, classes_per_sub_cell()))?)
@@ -624,11 +641,16 @@ pub fn pretrain_dense(cfg: &DensePretrainConfig) -> Result<DensePretrainSummary>
     let device = Device::Cpu;
     let model_cfg = LlavaOnevisionConfig::from_file(&cfg.model.join("config.json"))?;
     let proc = Processor::from_dir(&cfg.model, &model_cfg)?;
-    let model = DenseModel::load(&cfg.model, &model_cfg, cfg.seed, &device)?;
+    let model = DenseModel::load(&cfg.model, &model_cfg, cfg.seed, cfg.probe, &device)?;
     let views = anyres_views(cfg.image_size, &model_cfg);
     let warmup = warmup_steps(cfg.warmup_ratio, cfg.steps);
     eprintln!(
-        "dense vision pretraining: {} steps of {} world images ({} views each, {:.0}% documents), {warmup} warmup",
+        "dense vision {}: {} steps of {} world images ({} views each, {:.0}% documents), {warmup} warmup",
+        if cfg.probe {
+            "probe (tower frozen, head only)"
+        } else {
+            "pretraining"
+        },
         cfg.steps,
         cfg.batch_size,
         views.len(),
@@ -710,7 +732,9 @@ pub fn pretrain_dense(cfg: &DensePretrainConfig) -> Result<DensePretrainSummary>
         losses.push(out.loss);
     }
     let seconds = start.elapsed().as_secs_f64();
-    write_checkpoint(&cfg.model, &cfg.output, model.tower_tensors())?;
+    if !cfg.probe {
+        write_checkpoint(&cfg.model, &cfg.output, model.tower_tensors())?;
+    }
     Ok(DensePretrainSummary {
         steps: cfg.steps,
         losses,

@@ -170,3 +170,49 @@ fn a_short_run_learns_repeats_and_changes_only_the_tower() {
     }
     assert!(changed > 0, "the tower did not change");
 }
+
+#[test]
+fn a_probe_trains_the_head_only_and_writes_no_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("micro");
+    checkpoint(&model, &NanoDims::MICRO);
+    let before = std::fs::read(model.join("model.safetensors")).unwrap();
+    let out = tmp.path().join("probe");
+    let mut cfg = DensePretrainConfig::new(model.clone(), out.clone());
+    cfg.steps = 40;
+    cfg.batch_size = 4;
+    cfg.lr = 3e-3;
+    cfg.print_every = 0;
+    cfg.probe = true;
+    let s = pretrain_dense(&cfg).unwrap();
+    let first = s.losses[0];
+    let last: f64 = s.losses[35..].iter().sum::<f64>() / 5.0;
+    assert!(
+        last < first,
+        "the head alone still learns: loss {first} -> {last}"
+    );
+    assert!(
+        !out.join("model.safetensors").exists(),
+        "a probe writes no checkpoint"
+    );
+    assert!(
+        out.join("dense_pretrain_log.jsonl").exists(),
+        "a probe writes its log"
+    );
+    assert_eq!(
+        before,
+        std::fs::read(model.join("model.safetensors")).unwrap()
+    );
+
+    // With the tower trained too, the same run learns faster: the probe really froze it.
+    cfg.probe = false;
+    cfg.output = tmp.path().join("full");
+    let t = pretrain_dense(&cfg).unwrap();
+    let full: f64 = t.losses[35..].iter().sum::<f64>() / 5.0;
+    assert_ne!(
+        s.losses[1..],
+        t.losses[1..],
+        "freezing the tower changed nothing"
+    );
+    assert!(full < last, "frozen {last} vs trained {full}");
+}

@@ -205,15 +205,13 @@ pub fn run(args: NanoArgs) -> Result<()> {
                 .iter()
                 .map(|(h, a)| format!("{h} {a:.3}"))
                 .collect();
-            let what = if cfg.probe {
-                "probed the frozen vision tower with a fresh dense head"
+            let (what, out) = if cfg.probe {
+                (
+                    "probed the frozen vision tower with a fresh dense head",
+                    "log (no checkpoint) in",
+                )
             } else {
-                "pretrained the vision tower densely"
-            };
-            let out = if cfg.probe {
-                "log (no checkpoint) in"
-            } else {
-                "checkpoint in"
+                ("pretrained the vision tower densely", "checkpoint in")
             };
             println!(
                 "{what}: {} steps, final loss {:.4}, accuracy over the last tenth ({}), {:.0} s \

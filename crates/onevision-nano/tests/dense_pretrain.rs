@@ -7,7 +7,7 @@ use std::path::Path;
 
 use onevision_models::LlavaOnevisionConfig;
 use onevision_nano::dense_pretrain::{
-    anyres_views, draw, pretrain_dense, view_targets, DensePretrainConfig, Head, SUB,
+    anyres_views, draw, pretrain_dense, view_targets, DensePretrainConfig, Head, LOG_FILE, SUB,
 };
 use onevision_nano::init::{create, NanoDims};
 use onevision_world::labels::label_scene;
@@ -195,10 +195,7 @@ fn a_probe_trains_the_head_only_and_writes_no_checkpoint() {
         !out.join("model.safetensors").exists(),
         "a probe writes no checkpoint"
     );
-    assert!(
-        out.join("dense_pretrain_log.jsonl").exists(),
-        "a probe writes its log"
-    );
+    assert!(out.join(LOG_FILE).exists(), "a probe writes its log");
     assert_eq!(
         before,
         std::fs::read(model.join("model.safetensors")).unwrap()

@@ -62,6 +62,8 @@ pub enum Error {
     Mp4Frames { path: PathBuf, why: String },
     #[error("image size {0} px is not usable; expected an even size of at least {MIN_IMAGE_SIZE} px (videos are also written as MP4s in YUV 4:2:0, which needs even sides; the default is {DEFAULT_IMAGE_SIZE})")]
     ImageSize(u32),
+    #[error("at most {0} objects per scene is not usable; expected 1 to {max}", max = scene::MAX_OBJECTS)]
+    MaxObjects(usize),
     #[error("no scene for sample {index} after {MAX_ATTEMPTS} draws; expected one in a few (this is a bug)")]
     Exhausted { index: usize },
 }
@@ -147,12 +149,17 @@ impl FromStr for Split {
 pub struct Options {
     /// The side of the square images, in pixels: even, at least [`MIN_IMAGE_SIZE`].
     pub image_size: u32,
+    /// At most this many objects in a single-image scene (1..=[`scene::MAX_OBJECTS`]): below
+    /// the default, an easier world for the first phase of a curriculum. Multi-image sets,
+    /// videos, text cards and charts are drawn as always.
+    pub max_objects: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             image_size: DEFAULT_IMAGE_SIZE,
+            max_objects: scene::MAX_OBJECTS,
         }
     }
 }
@@ -199,10 +206,15 @@ fn scene_seed(split: Split, seed: u64, index: usize, attempt: usize) -> u64 {
 /// Sample `index` of a split: families in turn (index mod 7), so every family has `count / 7`
 /// samples give or take one.
 pub fn item(split: Split, seed: u64, index: usize) -> Result<Item> {
+    item_with(split, seed, index, scene::MAX_OBJECTS)
+}
+
+/// [`item`] with at most `max_objects` objects in its scene (see [`Options::max_objects`]).
+pub fn item_with(split: Split, seed: u64, index: usize, max_objects: usize) -> Result<Item> {
     let task = Task::ALL[index % Task::ALL.len()];
     for attempt in 0..MAX_ATTEMPTS {
         let mut rng = rng::Rng::new(scene_seed(split, seed, index, attempt));
-        let Some(scene) = Scene::sample(&mut rng) else {
+        let Some(scene) = Scene::sample_at_most(&mut rng, max_objects) else {
             continue;
         };
         if Split::owner(&scene) != split {
@@ -281,6 +293,9 @@ pub fn generate_with(
     if opts.image_size < MIN_IMAGE_SIZE || opts.image_size % 2 == 1 {
         return Err(Error::ImageSize(opts.image_size));
     }
+    if !(1..=scene::MAX_OBJECTS).contains(&opts.max_objects) {
+        return Err(Error::MaxObjects(opts.max_objects));
+    }
     let dir = out.join("images").join(split.name());
     std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
         path: dir.clone(),
@@ -300,7 +315,7 @@ pub fn generate_with(
         };
         let sample = match media::slot(other) {
             media::Slot::Single(j) => {
-                let Item { scene, sample } = item(split, seed, j)?;
+                let Item { scene, sample } = item_with(split, seed, j, opts.max_objects)?;
                 media::save_png(&out.join(&sample.image), &render(&scene, opts.image_size))?;
                 sample
             }

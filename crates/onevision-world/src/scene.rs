@@ -232,9 +232,17 @@ impl Scene {
     /// centers by rejection sampling against the objects already placed. `None` when an object
     /// found no free place (the caller draws again).
     pub fn sample(rng: &mut Rng) -> Option<Scene> {
+        Self::sample_at_most(rng, MAX_OBJECTS)
+    }
+
+    /// [`Scene::sample`] with at most `max` objects (clamped to 1..=[`MAX_OBJECTS`]): the
+    /// dominant color's 1..=max, then 0..=(max - k) others. At `MAX_OBJECTS` it draws exactly
+    /// what [`Scene::sample`] draws.
+    pub fn sample_at_most(rng: &mut Rng, max: usize) -> Option<Scene> {
+        let max = max.clamp(1, MAX_OBJECTS);
         let dominant = rng.pick(&Color::ALL);
-        let k = 1 + rng.below(MAX_OBJECTS);
-        let extra = rng.below(MAX_OBJECTS - k + 1);
+        let k = 1 + rng.below(max);
+        let extra = rng.below(max - k + 1);
         let others: Vec<Color> = Color::ALL
             .iter()
             .copied()

@@ -488,7 +488,10 @@ fn nearest(p: [u8; 3]) -> [u8; 3] {
 #[test]
 fn mp4s_follow_the_image_size() {
     let out = tempfile::tempdir().unwrap();
-    let opts = onevision_world::Options { image_size: 96 };
+    let opts = onevision_world::Options {
+        image_size: 96,
+        ..Default::default()
+    };
     onevision_world::generate_with(out.path(), Split::Test, 4, 14, &opts).unwrap();
     for k in 0..7 {
         let it = media_item(Split::Test, 4, k).unwrap();

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 
 use onevision_world::scene::BACKGROUND;
 use onevision_world::{
-    generate, generate_with, item, render, Color, Error, Item, Object, Options, Position, Scene,
-    Shape, Size, Split, Task,
+    generate, generate_with, item, item_with, render, Color, Error, Item, Object, Options,
+    Position, Scene, Shape, Size, Split, Task,
 };
 
 /// A fully covered pixel is the color itself; 2 allows for rounding only.
@@ -330,15 +330,69 @@ fn onevision_train_loads_the_written_json() {
 #[test]
 fn too_small_or_odd_an_image_size_is_refused_before_writing() {
     let out = tempfile::tempdir().unwrap();
-    let err =
-        generate_with(out.path(), Split::Train, 0, 7, &Options { image_size: 16 }).unwrap_err();
+    let err = generate_with(
+        out.path(),
+        Split::Train,
+        0,
+        7,
+        &Options {
+            image_size: 16,
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::ImageSize(16)), "{err}");
     assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
     // An odd side has no MP4 in YUV 4:2:0.
-    let err =
-        generate_with(out.path(), Split::Train, 0, 7, &Options { image_size: 97 }).unwrap_err();
+    let err = generate_with(
+        out.path(),
+        Split::Train,
+        0,
+        7,
+        &Options {
+            image_size: 97,
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::ImageSize(97)), "{err}");
     assert!(err.to_string().contains("even"), "{err}");
+    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn an_easier_world_has_at_most_its_objects_and_the_default_is_unchanged() {
+    let mut sizes = HashSet::new();
+    for i in 0..140 {
+        let it = item_with(Split::Train, 3, i, 2).unwrap();
+        let n = it.scene.objects.len();
+        assert!((1..=2).contains(&n), "sample {i}: {n} objects");
+        sizes.insert(n);
+        check_pixels(&it, 96);
+        if it.sample.task == Task::Count {
+            assert!(
+                ["1", "2"].contains(&answer(&it)),
+                "sample {i}: {}",
+                answer(&it)
+            );
+        }
+        // The default bound draws exactly what `item` draws.
+        assert_eq!(
+            item_with(Split::Train, 3, i, 6).unwrap(),
+            item(Split::Train, 3, i).unwrap()
+        );
+    }
+    assert_eq!(sizes.len(), 2, "both one- and two-object scenes");
+    let out = tempfile::tempdir().unwrap();
+    for bad in [0, 7] {
+        let opts = Options {
+            max_objects: bad,
+            ..Options::default()
+        };
+        let err = generate_with(out.path(), Split::Train, 0, 7, &opts).unwrap_err();
+        assert!(matches!(err, Error::MaxObjects(b) if b == bad), "{err}");
+        assert!(err.to_string().contains("expected 1 to 6"), "{err}");
+    }
     assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
 }
 

@@ -95,7 +95,10 @@ fn tiny_checkpoint(dir: &Path, bf16: bool) -> PathBuf {
 
 /// A world of `count` samples at 64 px in `dir`; returns its train.json.
 fn tiny_world(dir: &Path, count: usize) -> PathBuf {
-    let opts = onevision_world::Options { image_size: 64 };
+    let opts = onevision_world::Options {
+        image_size: 64,
+        ..Default::default()
+    };
     let summary =
         onevision_world::generate_with(dir, onevision_world::Split::Train, 1, count, &opts)
             .unwrap();

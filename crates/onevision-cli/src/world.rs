@@ -31,9 +31,9 @@ pub struct WorldArgs {
     /// Side of the square images, in pixels (even, for the MP4s' YUV 4:2:0).
     #[arg(long, value_name = "PX", default_value_t = DEFAULT_IMAGE_SIZE)]
     image_size: u32,
-    /// At most this many objects in each single-image scene (1 to 6): an easier world, for the
-    /// first phase of a curriculum (scripts/train-nano.sh's stage 2-SI). Multi-image sets,
-    /// videos, text cards and charts are unchanged.
+    /// At most this many objects in each single-image scene (1 to 6): an easier world, for
+    /// probes and curricula (docs/NANO.md). Multi-image sets, videos, text cards and charts are
+    /// unchanged.
     #[arg(long, value_name = "N", default_value_t = onevision_world::scene::MAX_OBJECTS)]
     max_objects: usize,
 }

@@ -327,37 +327,26 @@ fn onevision_train_loads_the_written_json() {
     assert_eq!(raw[0]["image"], "images/test/test-000000.png");
 }
 
+/// The error of writing 7 samples with `opts` into an empty directory, which must stay empty.
+fn refused(opts: Options) -> Error {
+    let out = tempfile::tempdir().unwrap();
+    let err = generate_with(out.path(), Split::Train, 0, 7, &opts).unwrap_err();
+    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
+    err
+}
+
 #[test]
 fn too_small_or_odd_an_image_size_is_refused_before_writing() {
-    let out = tempfile::tempdir().unwrap();
-    let err = generate_with(
-        out.path(),
-        Split::Train,
-        0,
-        7,
-        &Options {
-            image_size: 16,
-            ..Options::default()
-        },
-    )
-    .unwrap_err();
+    let size = |image_size| Options {
+        image_size,
+        ..Options::default()
+    };
+    let err = refused(size(16));
     assert!(matches!(err, Error::ImageSize(16)), "{err}");
-    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
     // An odd side has no MP4 in YUV 4:2:0.
-    let err = generate_with(
-        out.path(),
-        Split::Train,
-        0,
-        7,
-        &Options {
-            image_size: 97,
-            ..Options::default()
-        },
-    )
-    .unwrap_err();
+    let err = refused(size(97));
     assert!(matches!(err, Error::ImageSize(97)), "{err}");
     assert!(err.to_string().contains("even"), "{err}");
-    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
 }
 
 #[test]
@@ -383,17 +372,14 @@ fn an_easier_world_has_at_most_its_objects_and_the_default_is_unchanged() {
         );
     }
     assert_eq!(sizes.len(), 2, "both one- and two-object scenes");
-    let out = tempfile::tempdir().unwrap();
     for bad in [0, 7] {
-        let opts = Options {
+        let err = refused(Options {
             max_objects: bad,
             ..Options::default()
-        };
-        let err = generate_with(out.path(), Split::Train, 0, 7, &opts).unwrap_err();
+        });
         assert!(matches!(err, Error::MaxObjects(b) if b == bad), "{err}");
         assert!(err.to_string().contains("expected 1 to 6"), "{err}");
     }
-    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

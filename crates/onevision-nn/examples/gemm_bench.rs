@@ -6,9 +6,11 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
 use half::bf16;
 use onevision_nn::gemm_nt::gemm_nt;
+use onevision_nn::q8::Q8Weight;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -159,6 +161,45 @@ fn decode_sweep() -> candle_core::Result<()> {
             bytes as f64 / t / 1e9,
             1.0 / t
         );
+    }
+    q8_sweep(&layer)
+}
+
+/// The same sweep with q8_0 weights (1.0625 bytes per weight): our kernel and candle's
+/// `QMatMul`, in the same run.
+fn q8_sweep(layer: &[(usize, usize)]) -> candle_core::Result<()> {
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    let mut bytes = 0f64;
+    for _ in 0..24 {
+        for &(n, k) in layer {
+            let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?;
+            ours.push(Q8Weight::quantize(&w)?);
+            theirs.push(QMatMul::from_qtensor(QTensor::quantize(
+                &w,
+                GgmlDType::Q8_0,
+            )?)?);
+            bytes += (n * k) as f64 * 34.0 / 32.0;
+        }
+    }
+    let x = vec![0.5f32; 4864];
+    let mut c = vec![0f32; 4864];
+    let t_ours = time(5, || {
+        for q in &ours {
+            q.product(1, &x[..q.k()], None, &mut c[..q.n()]);
+        }
+    });
+    let xs: Vec<Tensor> = [896, 4864]
+        .iter()
+        .map(|&k| Tensor::from_vec(x[..k].to_vec(), (1, k), &Device::Cpu))
+        .collect::<candle_core::Result<_>>()?;
+    let t_candle = time(5, || {
+        for (q, &(_, k)) in theirs.iter().zip(layer.iter().cycle()) {
+            q.forward(&xs[usize::from(k != 896)]).unwrap();
+        }
+    });
+    for (name, t) in [("q8_0 (ours)", t_ours), ("q8_0 (candle QMatMul)", t_candle)] {
+        println!("| {name} | {:.1} | {:.1} |", bytes / t / 1e9, 1.0 / t);
     }
     Ok(())
 }

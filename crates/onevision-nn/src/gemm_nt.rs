@@ -482,12 +482,7 @@ fn dots_parallel<T: Element + StoreF32>(
     bias: Option<&[f32]>,
     c: &mut [T],
 ) {
-    // Column chunks of about 256 rows of b (a few hundred KiB) per task, in a number of equal
-    // chunks that divides evenly among the threads (these products are memory bound: a thread
-    // left with one extra chunk is the whole product's tail).
-    let threads = rayon::current_num_threads().max(1);
-    let tasks = n.div_ceil(256).next_multiple_of(threads);
-    let chunk = n.div_ceil(tasks).max(1);
+    let chunk = column_chunk(n);
     let chunks = n.div_ceil(chunk);
     let cp = SendPtr(c.as_mut_ptr());
     (0..chunks).into_par_iter().for_each(|ci| {
@@ -502,6 +497,16 @@ fn dots_parallel<T: Element + StoreF32>(
             T::store(sums, row);
         }
     });
+}
+
+/// Columns per task of a few-row product over `n` columns: about 256 rows of the weight (a few
+/// hundred KiB) per task, in a number of equal chunks that divides evenly among rayon's threads
+/// (these products are memory bound: a thread left with one extra chunk is the whole product's
+/// tail).
+pub(crate) fn column_chunk(n: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let tasks = n.div_ceil(256).next_multiple_of(threads);
+    n.div_ceil(tasks).max(1)
 }
 
 fn add_bias(sums: &mut [f32], bias: Option<&[f32]>) {

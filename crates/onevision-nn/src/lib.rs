@@ -17,6 +17,7 @@ pub mod kv_cache;
 pub mod linear;
 pub mod linear_train;
 pub mod norm;
+pub mod q8;
 pub mod quant;
 pub mod rope;
 pub mod simd;

@@ -175,6 +175,34 @@ pub(crate) fn run_views<T: FusedElement>(
     mask: Mask,
     lse: Option<&mut [f32]>,
 ) -> Vec<T> {
+    if T::pack_as_f32() {
+        // The probabilities are rounded to `T` and kept as f32 (exact), as the reference
+        // rounds them before the product with the values.
+        let round = |src: &[f32], dst: &mut [f32]| {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = <T as Element>::from_f32(x).to_f32();
+            }
+        };
+        run_packed(qv, kv, vv, dims, scale, mask, lse, |x: T| x.to_f32(), round)
+    } else {
+        run_packed(qv, kv, vv, dims, scale, mask, lse, |x: T| x, T::store)
+    }
+}
+
+/// [`run_views`] with the operands of both products packed as `P` (converted by `conv`) and
+/// the probabilities written as `P` by `probs`.
+#[allow(clippy::too_many_arguments)]
+fn run_packed<T: FusedElement, P: Element>(
+    qv: &View<'_, T>,
+    kv: &View<'_, T>,
+    vv: &View<'_, T>,
+    dims: Dims,
+    scale: f64,
+    mask: Mask,
+    lse: Option<&mut [f32]>,
+    conv: impl Fn(T) -> P + Sync,
+    probs: impl Fn(&[f32], &mut [P]) + Sync,
+) -> Vec<T> {
     let Dims { b, h, kvh, t, s, d } = dims;
     let rep = h / kvh;
     let visible = |pos: usize| mask.visible_keys(pos, s);
@@ -187,12 +215,16 @@ pub(crate) fn run_views<T: FusedElement>(
     });
     // Keys as the (s, d) operand of q·kᵀ, values transposed as the (d, s) operand
     // of p·v, once per key/value head.
-    let packed: Vec<(PackedB<T>, PackedB<T>)> = (0..b * kvh)
+    let packed: Vec<(PackedB<P>, PackedB<P>)> = (0..b * kvh)
         .into_par_iter()
         .map(|bg| {
             let (bi, g) = (bg / kvh, bg % kvh);
-            let keys = PackedB::new(s_max, d, false, |j, kk| kv.data[kv.row(bi, g, j) + kk]);
-            let values = PackedB::new(d, s_max, false, |j, kk| vv.data[vv.row(bi, g, kk) + j]);
+            let keys = PackedB::new(s_max, d, false, |j, kk| {
+                conv(kv.data[kv.row(bi, g, j) + kk])
+            });
+            let values = PackedB::new(d, s_max, false, |j, kk| {
+                conv(vv.data[vv.row(bi, g, kk) + j])
+            });
             (keys, values)
         })
         .collect();
@@ -213,14 +245,14 @@ pub(crate) fn run_views<T: FusedElement>(
                 let at = qv.row(bi, hq, q0 + i);
                 &qv.data[at..at + d]
             };
-            pack_a(qb, d, qrow, |x| x, &mut scr.packed);
+            pack_a(qb, d, qrow, &conv, &mut scr.packed);
             let packed_q = ALayout::Packed(&scr.packed);
             product(packed_q, qb, d, keys, 0, s_blk, &mut scr.scores, ld);
             // Probabilities in the compute dtype, row-major, zero past each row's
             // visible keys and in the padding rows: the A operand of p·v in place.
             let rows = qb.next_multiple_of(TILE_ROWS);
             scr.probs.clear();
-            scr.probs.resize(rows * ld, <T as Element>::zero());
+            scr.probs.resize(rows * ld, P::zero());
             for i in 0..qb {
                 let row = &mut scr.scores[i * ld..i * ld + s_blk];
                 let vis = visible(q0 + i);
@@ -229,7 +261,7 @@ pub(crate) fn run_views<T: FusedElement>(
                     // SAFETY: each task owns rows q0..q0+qb of head (bi, hq) of `lse`.
                     unsafe { *p.get().add(bh * t + q0 + i) = l };
                 }
-                T::store(&row[..vis], &mut scr.probs[i * ld..i * ld + vis]);
+                probs(&row[..vis], &mut scr.probs[i * ld..i * ld + vis]);
             }
             let ldo = d.next_multiple_of(TILE_COLS);
             scr.out.resize(rows * ldo, 0.0);

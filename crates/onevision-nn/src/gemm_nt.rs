@@ -64,8 +64,15 @@ fn dpbf16() -> bool {
 pub trait Element: Copy + Send + Sync + 'static {
     /// Reduction elements per packed step (1 for f32, 2 for bf16 pairs).
     const STEP: usize;
+    /// Whether the many-row product packs the operands widened to f32 now: for a half type
+    /// where the CPU has no dot-product instruction for it (`vdpbf16ps`), so that the f32
+    /// micro-kernel runs as it does for f32 instead of widening every load in registers, at
+    /// the cost of packing buffers twice the size. Exact: the widening is, and the summation
+    /// order is the same.
+    fn pack_as_f32() -> bool;
     fn zero() -> Self;
     fn from_f32(x: f32) -> Self;
+    fn to_f32(self) -> f32;
     fn available() -> bool;
     /// `c[i][j] (+)= Σ_p a(i, p)·b[p][j]` over `steps` steps; `c` is an `MR × NR` f32 tile with
     /// row stride `ldc`. `a` is a packed panel (`lda == 0`: element `(p, i, e)` at
@@ -101,11 +108,17 @@ pub trait Element: Copy + Send + Sync + 'static {
 
 impl Element for f32 {
     const STEP: usize = 1;
+    fn pack_as_f32() -> bool {
+        false
+    }
     fn zero() -> Self {
         0.0
     }
     fn from_f32(x: f32) -> Self {
         x
+    }
+    fn to_f32(self) -> f32 {
+        self
     }
     fn available() -> bool {
         has_f32()
@@ -136,11 +149,17 @@ impl Element for f32 {
 
 impl Element for bf16 {
     const STEP: usize = 2;
+    fn pack_as_f32() -> bool {
+        !dpbf16()
+    }
     fn zero() -> Self {
         bf16::ZERO
     }
     fn from_f32(x: f32) -> Self {
         bf16::from_f32(x)
+    }
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
     }
     fn available() -> bool {
         has_bf16()
@@ -182,11 +201,17 @@ impl Element for bf16 {
 /// f16 operands, widened to f32 in registers (F16C), accumulated in f32.
 impl Element for f16 {
     const STEP: usize = 1;
+    fn pack_as_f32() -> bool {
+        true
+    }
     fn zero() -> Self {
         f16::ZERO
     }
     fn from_f32(x: f32) -> Self {
         f16::from_f32(x)
+    }
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
     }
     fn available() -> bool {
         has_f32()
@@ -272,7 +297,28 @@ pub fn gemm_nt_bias<T: Element + StoreF32>(
         dots_parallel(m, n, k, a, b, bias, c);
         return true;
     }
-    let bp = PackedB::new(n, k, true, |j, kk| b[j * k + kk]);
+    if T::pack_as_f32() {
+        packed_product(m, n, k, a, b, bias, c, |x: T| x.to_f32());
+    } else {
+        packed_product(m, n, k, a, b, bias, c, |x: T| x);
+    }
+    true
+}
+
+/// The packed many-row product with the operands packed as `P`, converted by `conv`, and the
+/// f32 accumulators stored as `T`.
+#[allow(clippy::too_many_arguments)]
+fn packed_product<T: Element + StoreF32, P: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    bias: Option<&[f32]>,
+    c: &mut [T],
+    conv: impl Fn(T) -> P + Sync,
+) {
+    let bp = PackedB::new(n, k, true, |j, kk| conv(b[j * k + kk]));
     let cp = SendPtr(c.as_mut_ptr());
     (0..m.div_ceil(MC)).into_par_iter().for_each(|blk| {
         let i0 = blk * MC;
@@ -283,7 +329,7 @@ pub fn gemm_nt_bias<T: Element + StoreF32>(
             mc,
             k,
             |i| &a[(i0 + i) * k..(i0 + i + 1) * k],
-            |x| x,
+            &conv,
             &mut ap,
         );
         for j0 in (0..n).step_by(NC) {
@@ -298,7 +344,6 @@ pub fn gemm_nt_bias<T: Element + StoreF32>(
             }
         }
     });
-    true
 }
 
 /// A `B` operand (n, k) packed into blocks of `KC` reduction elements, each block a run of
@@ -763,6 +808,9 @@ unsafe fn step<S: F32s, T: Widen, const ODD: bool>(
 /// of `b` and the rows' pairs of `a` fit the 16 ymm of AVX2).
 const DR: usize = 4;
 
+/// Bytes ahead of the weights being read that the dot-product loops prefetch.
+const PREFETCH: usize = 2048;
+
 /// `out[i][j] = Σ_k a[i][k]·b[j][k]` (the arguments of [`Element::dots`]).
 struct Dots<'a, T> {
     rows: usize,
@@ -858,6 +906,9 @@ unsafe fn dot_row<S: F32s, T: Widen>(
     let mut s = [S::zero(); 4];
     let mut kk = 0;
     while kk + 4 * l <= body {
+        for line in (0..4 * l * size_of::<T>()).step_by(64) {
+            vector::prefetch(b.add(kk), PREFETCH + line);
+        }
         let (b0, b1) = T::load2::<S>(b.add(kk));
         let (b2, b3) = T::load2::<S>(b.add(kk + 2 * l));
         s[0] = S::fmadd(S::load(w.add(kk)), b0, s[0]);
@@ -893,6 +944,9 @@ unsafe fn dot_rows<S: F32s, T: Widen>(
     let mut s = [[S::zero(); 2]; DR];
     let mut kk = 0;
     while kk < body {
+        for line in (0..2 * l * size_of::<T>()).step_by(64) {
+            vector::prefetch(b.add(kk), PREFETCH + line);
+        }
         let (b0, b1) = T::load2::<S>(b.add(kk));
         for (r, acc) in s.iter_mut().enumerate().take(nr) {
             let wr = w.add(r * body + kk);

@@ -94,6 +94,18 @@ pub(crate) trait F32s: Copy + 'static {
     }
 }
 
+/// Asks for the cache line `bytes` past `p` (a hint: never faults, whatever the address).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch does not access memory architecturally; SSE is x86-64's baseline.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T0>((p as *const i8).wrapping_add(bytes))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, bytes);
+}
+
 /// AVX-512 F (+ BW): 16 lanes.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]

@@ -57,6 +57,20 @@ pub struct ServeArgs {
     /// Requests that may wait while the model is busy (429 beyond).
     #[arg(long, default_value_t = Limits::default().queue_capacity, value_name = "N")]
     queue_capacity: usize,
+    /// Requests run at once: their decode steps share one batched forward pass (each weight
+    /// read once per step for all of them).
+    #[arg(long, default_value_t = Limits::default().max_running as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    max_running: u64,
+    /// Prompt positions per prefill chunk: a long prompt is prefilled a chunk at a time, with
+    /// the running requests' decode steps in between.
+    #[arg(long, default_value_t = Limits::default().max_batched_tokens as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
+    max_batched_tokens: u64,
+    /// MiB of recent images' and videos' encoder output kept, so the same medium asked about
+    /// again skips the vision tower (0: none).
+    #[arg(long, default_value_t = Limits::default().encoder_cache_mb, value_name = "MIB")]
+    encoder_cache_mb: usize,
     /// max_tokens when a request gives none (capped by the context length).
     #[arg(long, default_value_t = Limits::default().max_tokens_default, value_name = "N")]
     default_max_tokens: usize,
@@ -81,6 +95,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_video_frames: args.max_frames,
             max_image_pixels: args.max_pixels,
             queue_capacity: args.queue_capacity,
+            max_running: args.max_running as usize,
+            max_batched_tokens: args.max_batched_tokens as usize,
+            encoder_cache_mb: args.encoder_cache_mb,
             max_tokens_default: args.default_max_tokens,
         },
         log_requests: !args.quiet,

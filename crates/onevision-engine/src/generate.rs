@@ -12,10 +12,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use candle_core::DType;
+use candle_core::{DType, Tensor};
+use onevision_nn::KvCache;
 use onevision_processor::TextTokenizer;
 
 use crate::detok::{IncrementalDecoder, StopStrings, TokenBytes};
+use crate::encoder_cache::{EncoderCache, EncoderCacheStats, MediaKey};
 use crate::pipeline::{Pipeline, Request, Timings};
 use crate::request::{Event, Finish, GenRequest, SamplingParams, StopRules, TokenInfo, Usage};
 use crate::sampler::{Sampler, TokenLogprobs};
@@ -36,7 +38,8 @@ pub fn run_request(pipeline: &Pipeline, req: &GenRequest, sink: &mut dyn FnMut(E
     )
 }
 
-/// [`run_request`] on borrowed parts, so [`Pipeline::generate`] need not clone its request.
+/// [`run_request`] on borrowed parts, so [`Pipeline::generate`] need not clone its request:
+/// one [`Sequence`] alone, its prompt prefilled in one piece.
 pub(crate) fn run_with(
     pipeline: &Pipeline,
     request: &Request,
@@ -45,42 +48,91 @@ pub(crate) fn run_with(
     logprobs: Option<usize>,
     sink: &mut dyn FnMut(Event) -> bool,
 ) {
-    let mut events = Events { sink, ended: false };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        run(pipeline, request, sampling, stop, logprobs, &mut events)
-    }));
+    let sink = Box::new(sink);
+    let Some(mut seq) = Sequence::start(pipeline, request, sampling, stop, logprobs, sink, None)
+    else {
+        return;
+    };
+    while !seq.ended() {
+        let seqs = std::slice::from_mut(&mut seq);
+        guarded(
+            seqs,
+            |_| true,
+            |seqs| match seqs[0].is_prefilling() {
+                true => seqs[0].prefill(usize::MAX),
+                false => decode_step(pipeline, seqs),
+            },
+        );
+    }
+}
+
+/// Runs `step` on `seqs`; an error or a panic ends with `Failed` each of them that `involved`
+/// chose before the step and that has not ended (a panic is the engine's fault: callers answer
+/// 500, not 400).
+pub(crate) fn guarded<'p>(
+    seqs: &mut [Sequence<'p>],
+    involved: impl Fn(&Sequence<'p>) -> bool,
+    step: impl FnOnce(&mut [Sequence<'p>]) -> Result<()>,
+) {
+    let chosen: Vec<bool> = seqs.iter().map(&involved).collect();
+    let outcome = catch_unwind(AssertUnwindSafe(|| step(&mut *seqs)));
     let failure = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(e)) => e,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
-            // The engine's fault, not the request's: callers answer 500, not 400.
-            Error::Internal(format!("the generation loop panicked ({what})"))
-        }
+        Err(panic) => Error::Internal(format!(
+            "the generation loop panicked ({})",
+            panic_message(&panic)
+        )),
     };
-    if !events.ended {
-        // A sink that panics on `Failed` has nothing left to tell.
-        let _ = catch_unwind(AssertUnwindSafe(|| events.send(Event::Failed(failure))));
+    // One sequence gets the error itself (a request error stays one); in a batch, each gets
+    // its text as an engine error.
+    let message = failure.to_string();
+    let mut failure = Some(failure);
+    let n = chosen.iter().filter(|&&c| c).count();
+    let hit = seqs
+        .iter_mut()
+        .zip(chosen)
+        .filter(|(s, c)| *c && !s.ended());
+    for (seq, _) in hit {
+        let e = match (n, failure.take()) {
+            (1, Some(e)) => e,
+            _ => Error::Internal(format!("a batched step failed: {message}")),
+        };
+        seq.fail(e);
     }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// The sink, and whether the final event went out.
 struct Events<'s> {
-    sink: &'s mut dyn FnMut(Event) -> bool,
+    sink: Box<dyn FnMut(Event) -> bool + 's>,
     ended: bool,
 }
 
 impl Events<'_> {
-    /// Sends one event; `false` means the consumer is gone.
+    /// Sends one event; `false` means the consumer is gone. Nothing is sent after the end.
     fn send(&mut self, event: Event) -> bool {
+        if self.ended {
+            return false;
+        }
         if matches!(event, Event::Done { .. } | Event::Failed(_)) {
             self.ended = true;
         }
-        (self.sink)(event)
+        // A sink that panics has nothing left to tell: the request ends.
+        match catch_unwind(AssertUnwindSafe(|| (self.sink)(event))) {
+            Ok(listening) => listening,
+            Err(_) => {
+                self.ended = true;
+                false
+            }
+        }
     }
 }
 
@@ -120,148 +172,322 @@ impl Clock {
     }
 }
 
-/// Ends the request with `Done`; `text` is the answer so far.
-fn done(
-    events: &mut Events,
-    finish: Finish,
-    usage: Usage,
-    clock: &Clock,
-    generated: Vec<u32>,
-    text: String,
-) {
-    let timings = clock.timings(generated.len());
-    events.send(Event::Done {
-        finish,
-        usage,
-        timings,
-        token_ids: generated,
-        text,
-    });
+/// Where a running request is.
+enum Phase {
+    /// The prompt's embeddings (t, H), the first `done` of them in the cache.
+    Prefill {
+        embeds: Tensor,
+        done: usize,
+    },
+    /// The last sampled token, to be fed to the decoder next.
+    Decode {
+        next: u32,
+    },
+    Ended,
 }
 
-fn run(
-    pipeline: &Pipeline,
-    request: &Request,
-    sampling: &SamplingParams,
-    stop: &StopRules,
-    logprobs: Option<usize>,
-    events: &mut Events,
-) -> Result<()> {
-    let mut clock = Clock {
-        start: Instant::now(),
-        preprocess_ms: 0.0,
-        encode_ms: 0.0,
-        prefill_start: None,
-        first_token: None,
-    };
-    let model = &pipeline.model;
-    let prompt = pipeline.prepare(request)?;
-    let mut usage = Usage {
-        prompt_tokens: prompt.input_ids.len(),
-        completion_tokens: 0,
-        media_tokens: prompt.media_tokens(),
-    };
-    let mut stream = TextStream::new(&pipeline.processor.tokenizer, &stop.stop_strings);
-    let mut generated: Vec<u32> = Vec::with_capacity(stop.max_new_tokens.min(1 << 16));
-    if !events.send(Event::Started { usage }) {
-        done(
-            events,
-            Finish::Cancelled,
-            usage,
-            &clock,
-            generated,
-            String::new(),
-        );
-        return Ok(());
+/// One request in the engine: its prompt, cache, sampler, stop rules and event sink, stepped by
+/// [`Sequence::prefill`] and [`decode_step`] until it ends (a `Done` or `Failed` sent).
+pub(crate) struct Sequence<'p> {
+    pipeline: &'p Pipeline,
+    events: Events<'p>,
+    clock: Clock,
+    usage: Usage,
+    prompt_ids: Vec<u32>,
+    generated: Vec<u32>,
+    stream: TextStream<'p>,
+    sampler: Sampler,
+    stop: StopRules,
+    eos: &'p [u32],
+    cache: KvCache,
+    phase: Phase,
+}
+
+impl<'p> Sequence<'p> {
+    /// Processes the request (media, template, tokens), sends `Started`, checks the context,
+    /// and runs the vision encoder (or takes a medium's rows from `encoder`, when given). `None`
+    /// when the request ended already: failed (reported), cancelled at `Started`, or asked for
+    /// no tokens.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start(
+        pipeline: &'p Pipeline,
+        request: &Request,
+        sampling: &SamplingParams,
+        stop: &StopRules,
+        logprobs: Option<usize>,
+        sink: Box<dyn FnMut(Event) -> bool + 'p>,
+        encoder: Option<(&mut EncoderCache, &EncoderCacheStats)>,
+    ) -> Option<Self> {
+        let mut events = Events { sink, ended: false };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            Self::start_inner(
+                pipeline,
+                request,
+                sampling,
+                stop,
+                logprobs,
+                &mut events,
+                encoder,
+            )
+        }));
+        let failure = match outcome {
+            Ok(Ok(Some(parts))) => {
+                let (clock, usage, prompt_ids, stop, embeds, sampler) = parts;
+                let eos: &[u32] = if stop.ignore_eos { &[] } else { &pipeline.eos };
+                return Some(Self {
+                    pipeline,
+                    events,
+                    clock,
+                    usage,
+                    prompt_ids,
+                    generated: Vec::with_capacity(stop.max_new_tokens.min(1 << 16)),
+                    stream: TextStream::new(&pipeline.processor.tokenizer, &stop.stop_strings),
+                    sampler,
+                    stop,
+                    eos,
+                    cache: pipeline.model.new_cache(),
+                    phase: Phase::Prefill { embeds, done: 0 },
+                });
+            }
+            Ok(Ok(None)) => return None,
+            Ok(Err(e)) => e,
+            Err(panic) => Error::Internal(format!(
+                "the generation loop panicked ({})",
+                panic_message(&panic)
+            )),
+        };
+        events.send(Event::Failed(failure));
+        None
     }
 
-    let context = model.config().text.max_position_embeddings;
-    let mut stop = std::borrow::Cow::Borrowed(stop);
-    if stop.clamp_to_context && usage.prompt_tokens < context {
-        let room = context - usage.prompt_tokens;
-        if stop.max_new_tokens > room {
-            stop.to_mut().max_new_tokens = room;
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
+    fn start_inner(
+        pipeline: &Pipeline,
+        request: &Request,
+        sampling: &SamplingParams,
+        stop: &StopRules,
+        logprobs: Option<usize>,
+        events: &mut Events,
+        encoder: Option<(&mut EncoderCache, &EncoderCacheStats)>,
+    ) -> Result<Option<(Clock, Usage, Vec<u32>, StopRules, Tensor, Sampler)>> {
+        let mut clock = Clock {
+            start: Instant::now(),
+            preprocess_ms: 0.0,
+            encode_ms: 0.0,
+            prefill_start: None,
+            first_token: None,
+        };
+        let model = &pipeline.model;
+        let prompt = pipeline.prepare(request)?;
+        let usage = Usage {
+            prompt_tokens: prompt.input_ids.len(),
+            completion_tokens: 0,
+            media_tokens: prompt.media_tokens(),
+        };
+        let end_now = |events: &mut Events, finish: Finish, clock: &Clock| {
+            events.send(Event::Done {
+                finish,
+                usage,
+                timings: clock.timings(0),
+                token_ids: vec![],
+                text: String::new(),
+            });
+        };
+        if !events.send(Event::Started { usage }) {
+            end_now(events, Finish::Cancelled, &clock);
+            return Ok(None);
         }
-    }
-    let stop = stop.as_ref();
-    if usage.prompt_tokens.saturating_add(stop.max_new_tokens) > context {
-        return Err(Error::Request(format!(
-            "the prompt has {} tokens and {} new tokens were asked for, over the model's \
-             context of {context} tokens; ask for fewer new tokens, or send fewer images or \
-             video frames",
-            usage.prompt_tokens, stop.max_new_tokens
-        )));
-    }
-    let input = pipeline.model_input(&prompt)?;
-    clock.preprocess_ms = ms(clock.start);
-
-    let t_encode = Instant::now();
-    let embeds = model.embed(&input)?;
-    if !input.media.is_empty() {
-        clock.encode_ms = ms(t_encode);
-    }
-
-    clock.prefill_start = Some(Instant::now());
-    if stop.max_new_tokens == 0 {
-        done(
-            events,
-            Finish::Length,
-            usage,
-            &clock,
-            generated,
-            String::new(),
-        );
-        return Ok(());
-    }
-    let eos: &[u32] = if stop.ignore_eos { &[] } else { &pipeline.eos };
-    let mut sampler = Sampler::new(sampling).with_logprobs(logprobs);
-    let mut cache = model.new_cache();
-    let hidden = model.forward_embeds(&embeds, &mut cache)?; // (1, t, H)
-    let mut last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?; // (1, 1, H)
-    let finish = loop {
-        let logits = model
-            .logits(&last)?
-            .flatten_all()?
-            .to_dtype(DType::F32)?
-            .to_vec1::<f32>()?; // (V,)
-        let (id, lp) = sampler.sample(&logits, &prompt.input_ids, &generated);
-        clock.first_token.get_or_insert_with(Instant::now);
-        generated.push(id);
-        usage.completion_tokens = generated.len();
-        if eos.contains(&id) || stop.stop_token_ids.contains(&id) {
-            break Finish::Stop;
+        let context = model.config().text.max_position_embeddings;
+        let mut stop = stop.clone();
+        if stop.clamp_to_context && usage.prompt_tokens < context {
+            stop.max_new_tokens = stop.max_new_tokens.min(context - usage.prompt_tokens);
         }
-        let step = stream.push(id, lp)?;
+        if usage.prompt_tokens.saturating_add(stop.max_new_tokens) > context {
+            return Err(Error::Request(format!(
+                "the prompt has {} tokens and {} new tokens were asked for, over the model's \
+                 context of {context} tokens; ask for fewer new tokens, or send fewer images or \
+                 video frames",
+                usage.prompt_tokens, stop.max_new_tokens
+            )));
+        }
+        let input = pipeline.model_input(&prompt)?;
+        clock.preprocess_ms = ms(clock.start);
+        let t_encode = Instant::now();
+        let embeds = match encoder {
+            None => model.embed(&input)?,
+            Some((cache, stats)) => {
+                // Media keys in `model_input`'s order: the images, then the videos.
+                let keys: Vec<MediaKey> = prompt
+                    .images
+                    .iter()
+                    .map(|i| cache.image_key(i))
+                    .chain(prompt.videos.iter().map(|v| cache.video_key(v)))
+                    .collect();
+                let mut rows = Vec::with_capacity(keys.len());
+                for (m, key) in input.media.iter().zip(keys) {
+                    rows.push(match cache.get(key, stats) {
+                        Some(r) => r,
+                        None => {
+                            let r = model.encode_media(m)?;
+                            cache.put(key, &r);
+                            r
+                        }
+                    });
+                }
+                model.splice(&input.input_ids, &input.media, rows)?
+            }
+        };
+        if !input.media.is_empty() {
+            clock.encode_ms = ms(t_encode);
+        }
+        clock.prefill_start = Some(Instant::now());
+        if stop.max_new_tokens == 0 {
+            end_now(events, Finish::Length, &clock);
+            return Ok(None);
+        }
+        let sampler = Sampler::new(sampling).with_logprobs(logprobs);
+        Ok(Some((
+            clock,
+            usage,
+            prompt.input_ids,
+            stop,
+            embeds,
+            sampler,
+        )))
+    }
+
+    /// Whether `Done` or `Failed` went out.
+    pub(crate) fn ended(&self) -> bool {
+        self.events.ended || matches!(self.phase, Phase::Ended)
+    }
+
+    pub(crate) fn is_prefilling(&self) -> bool {
+        matches!(self.phase, Phase::Prefill { .. })
+    }
+
+    pub(crate) fn is_decoding(&self) -> bool {
+        matches!(self.phase, Phase::Decode { .. }) && !self.events.ended
+    }
+
+    /// Runs the next `chunk` (at most) prompt positions through the decoder; after the last,
+    /// samples the first token.
+    pub(crate) fn prefill(&mut self, chunk: usize) -> Result<()> {
+        let Phase::Prefill { embeds, done } = &mut self.phase else {
+            return Ok(());
+        };
+        let t = embeds.dim(0)?;
+        let n = chunk.max(1).min(t - *done);
+        let part = if *done == 0 && n == t {
+            embeds.clone()
+        } else {
+            embeds.narrow(0, *done, n)?
+        };
+        let hidden = self.pipeline.model.forward_embeds(&part, &mut self.cache)?; // (1, n, H)
+        *done += n;
+        if *done < t {
+            return Ok(());
+        }
+        let last = hidden.narrow(1, n - 1, 1)?; // (1, 1, H)
+        let logits = self.pipeline.model.logits(&last)?;
+        self.take(logits_row(&logits)?)
+    }
+
+    /// Samples from one position's logits and reports the token: the request may end here.
+    fn take(&mut self, logits: Vec<f32>) -> Result<()> {
+        let (id, lp) = self
+            .sampler
+            .sample(&logits, &self.prompt_ids, &self.generated);
+        self.clock.first_token.get_or_insert_with(Instant::now);
+        self.generated.push(id);
+        self.usage.completion_tokens = self.generated.len();
+        if self.eos.contains(&id) || self.stop.stop_token_ids.contains(&id) {
+            return self.finish(Finish::Stop);
+        }
+        let step = self.stream.push(id, lp)?;
         if let Some((text, tokens)) = step.delta {
-            if !events.send(Event::Delta { text, tokens }) {
-                break Finish::Cancelled;
+            if !self.events.send(Event::Delta { text, tokens }) {
+                return self.finish(Finish::Cancelled);
             }
         }
         if step.stopped {
-            break Finish::Stop;
+            return self.finish(Finish::Stop);
         }
-        if generated.len() >= stop.max_new_tokens {
-            break Finish::Length;
+        if self.generated.len() >= self.stop.max_new_tokens {
+            return self.finish(Finish::Length);
         }
-        last = model.forward_tokens(&[id], &mut cache)?;
-    };
-    let finish = if finish == Finish::Cancelled {
-        finish
-    } else {
-        let step = stream.finish()?;
-        // A stop string completed by the text held until the end still ends as a stop.
-        let finish = if step.stopped { Finish::Stop } else { finish };
-        let sent = match step.delta {
-            Some((text, tokens)) => events.send(Event::Delta { text, tokens }),
-            None => true,
-        };
-        if sent {
+        self.phase = Phase::Decode { next: id };
+        Ok(())
+    }
+
+    /// Releases what the stream held (unless cancelled) and sends `Done`.
+    fn finish(&mut self, finish: Finish) -> Result<()> {
+        self.phase = Phase::Ended;
+        let finish = if finish == Finish::Cancelled {
             finish
         } else {
-            Finish::Cancelled
+            let step = self.stream.finish()?;
+            // A stop string completed by the text held until the end still ends as a stop.
+            let finish = if step.stopped { Finish::Stop } else { finish };
+            let sent = match step.delta {
+                Some((text, tokens)) => self.events.send(Event::Delta { text, tokens }),
+                None => true,
+            };
+            if sent {
+                finish
+            } else {
+                Finish::Cancelled
+            }
+        };
+        let timings = self.clock.timings(self.generated.len());
+        self.events.send(Event::Done {
+            finish,
+            usage: self.usage,
+            timings,
+            token_ids: std::mem::take(&mut self.generated),
+            text: std::mem::take(&mut self.stream.text),
+        });
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// Ends the request with `Failed` (nothing when it ended already).
+    pub(crate) fn fail(&mut self, e: Error) {
+        self.phase = Phase::Ended;
+        self.cache.clear();
+        if !self.events.ended {
+            self.events.send(Event::Failed(e));
         }
-    };
-    done(events, finish, usage, &clock, generated, stream.text);
+    }
+}
+
+/// The logits of a (1, 1, V) or (1, V) tensor as f32.
+fn logits_row(logits: &Tensor) -> Result<Vec<f32>> {
+    Ok(logits
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?)
+}
+
+/// One decode step for every decoding sequence of `seqs` in one batched forward (each weight
+/// read once for all of them), then each one's token sampled and reported.
+pub(crate) fn decode_step(pipeline: &Pipeline, seqs: &mut [Sequence<'_>]) -> Result<()> {
+    let mut batch: Vec<&mut Sequence> = seqs.iter_mut().filter(|s| s.is_decoding()).collect();
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let tokens: Vec<u32> = batch
+        .iter()
+        .map(|s| match s.phase {
+            Phase::Decode { next } => next,
+            _ => unreachable!("filtered to decoding sequences"),
+        })
+        .collect();
+    let mut caches: Vec<&mut KvCache> = batch.iter_mut().map(|s| &mut s.cache).collect();
+    let hidden = pipeline.model.forward_decode_batch(&tokens, &mut caches)?; // (n, 1, H)
+    let logits = pipeline.model.logits(&hidden)?; // (n, 1, V)
+    for (i, seq) in batch.iter_mut().enumerate() {
+        seq.take(logits_row(&logits.narrow(0, i, 1)?)?)?;
+    }
     Ok(())
 }
 

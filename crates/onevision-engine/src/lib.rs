@@ -1,9 +1,10 @@
 //! The engine: validated requests in, events out. `pipeline` turns a conversation with media
 //! files into model input; `generate` runs one request (sampling, stop rules, streaming
 //! detokenization, log-probabilities); `worker` owns the model on its own thread behind a
-//! bounded queue, for servers; `resolve` finds checkpoints (directories, Hugging Face cache).
+//! bounded queue and batches the running requests continuously, for servers; `resolve` finds checkpoints (directories, Hugging Face cache).
 
 pub mod detok;
+pub mod encoder_cache;
 pub mod error;
 pub mod generate;
 pub mod pipeline;
@@ -17,4 +18,4 @@ pub use pipeline::{
     GenerateOptions, GenerateOutput, ImageInput, Pipeline, Request, Timings, VideoInput,
 };
 pub use request::{Event, Finish, GenRequest, SamplingParams, StopRules, TokenInfo, Usage};
-pub use worker::{Engine, EngineThread, Sink, SubmitError};
+pub use worker::{BatchConfig, Engine, EngineThread, Sink, SubmitError};

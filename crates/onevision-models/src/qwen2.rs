@@ -86,6 +86,49 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// One decode step of several sequences: row `i` of `x` is the next position of the
+    /// sequence cached in `caches[i]` (at `offsets[i]`, with the rotary tables `rope[i]`). The
+    /// projections run on all rows at once; rotary, the cache and attention per sequence, with
+    /// the shapes [`Self::forward`] gives them for one sequence, so each row's arithmetic is
+    /// that of its sequence alone.
+    ///
+    /// # Shapes
+    /// `x`: (n, 1, d); `rope[i]`: (1, hd) each -> (n, 1, d)
+    fn forward_batch(
+        &self,
+        x: &Tensor,
+        rope: &[(Tensor, Tensor)],
+        offsets: &[usize],
+        layer: usize,
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let (q, k, v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let mut ys = Vec::with_capacity(n);
+        for (i, cache) in caches.iter_mut().enumerate() {
+            let heads = |t: &Tensor, h: usize| -> Result<Tensor> {
+                Ok(t.narrow(0, i, 1)?
+                    .reshape((1, 1, h, self.head_dim))?
+                    .transpose(1, 2)?)
+            };
+            let (cos, sin) = &rope[i];
+            let qi = apply_rotary(&heads(&q, self.heads)?.contiguous()?, cos, sin)?;
+            let ki = apply_rotary(&heads(&k, self.kv_heads)?.contiguous()?, cos, sin)?;
+            let vi = heads(&v, self.kv_heads)?.contiguous()?;
+            let (ki, vi) = cache.append(layer, &ki, &vi)?;
+            let mask = Mask::Causal { offset: offsets[i] };
+            let y = attention(&qi, &ki, &vi, scale, mask)?; // (1, h, 1, hd)
+            ys.push(
+                y.transpose(1, 2)?
+                    .reshape((1, 1, self.heads * self.head_dim))?,
+            );
+        }
+        Ok(self.o.forward(&Tensor::cat(&ys, 0)?)?)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Mlp {
     gate: Linear,
@@ -141,6 +184,25 @@ impl DecoderLayer {
         let a = self
             .attn
             .forward(&self.input_norm.forward(x)?, cos, sin, pos, cache)?;
+        let x = (x + a)?;
+        let m = self.mlp.forward(&self.post_norm.forward(&x)?)?;
+        Ok((x + m)?)
+    }
+}
+
+impl DecoderLayer {
+    /// [`Self::forward`] for one decode step of several sequences (see
+    /// [`Attention::forward_batch`]).
+    fn forward_batch(
+        &self,
+        x: &Tensor,
+        rope: &[(Tensor, Tensor)],
+        offsets: &[usize],
+        layer: usize,
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        let h = self.input_norm.forward(x)?;
+        let a = self.attn.forward_batch(&h, rope, offsets, layer, caches)?;
         let x = (x + a)?;
         let m = self.mlp.forward(&self.post_norm.forward(&x)?)?;
         Ok((x + m)?)
@@ -236,6 +298,53 @@ impl Qwen2 {
                 },
                 Some(&mut *cache),
             )?;
+        }
+        Ok(self.norm.forward(&x)?)
+    }
+
+    /// One decode step for several sequences at once: `tokens[i]` follows the positions cached
+    /// in `caches[i]` (any lengths). Every weight is read once for the whole step (the linear
+    /// layers run on all rows together); rotary and attention run per sequence on its own
+    /// cache. Returns the final-norm hidden states, row `i` for sequence `i`.
+    ///
+    /// Each row equals what [`Self::forward_embeds`] gives that sequence alone, bit for bit,
+    /// when fewer than [`onevision_nn::gemm_nt::MIN_ROWS_PACKED`] sequences share the step (the
+    /// few-row products' rows do not depend on each other); with more, the products run on the
+    /// packed kernel and agree to f32 rounding.
+    ///
+    /// # Shapes
+    /// returns (n, 1, d)
+    pub fn forward_decode_batch(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        if tokens.len() != caches.len() || tokens.is_empty() {
+            return Err(crate::Error::Input(format!(
+                "a batched decode step needs one cache per token and at least one token: {} \
+                 tokens, {} caches",
+                tokens.len(),
+                caches.len()
+            )));
+        }
+        let offsets: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        if let Some(&o) = offsets
+            .iter()
+            .find(|&&o| o + 1 > self.cfg.max_position_embeddings)
+        {
+            return Err(crate::Error::Input(format!(
+                "{} positions exceed the model's context of {} tokens",
+                o + 1,
+                self.cfg.max_position_embeddings
+            )));
+        }
+        let mut x = self.embed(tokens)?.unsqueeze(1)?; // (n, 1, d)
+        let rope = offsets
+            .iter()
+            .map(|&o| Ok(self.rope.cos_sin(o, 1, x.dtype(), x.device())?))
+            .collect::<Result<Vec<_>>>()?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward_batch(&x, &rope, &offsets, i, caches)?;
         }
         Ok(self.norm.forward(&x)?)
     }

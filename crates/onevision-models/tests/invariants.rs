@@ -526,3 +526,84 @@ fn placeholder_count_mismatch_states_both_counts() {
         .to_string();
     assert!(e.contains("100000") && e.contains("vocabulary"), "{e}");
 }
+
+/// One batched decode step for several sequences (a text prompt, an image and a video, so
+/// different cache lengths) gives each the hidden states of its own step alone: bit for bit at
+/// the AVX2 and AVX-512 levels (the few-row products' rows do not depend on each other, and
+/// rotary and attention run per sequence), to rounding at the reference level (candle's matmul
+/// may block 1 and 3 rows differently). In f32, bf16, and with q8_0 decode weights.
+#[test]
+fn batched_decode_equals_each_sequence_alone() {
+    let m = manifest();
+    let exact = onevision_nn::cpu::level() >= onevision_nn::cpu::KernelLevel::Avx2;
+    for name in ["tied", "gqa"] {
+        let case = |c: &str| m.models[name].cases.iter().find(|x| x.name == c).unwrap();
+        let text = input(case("text"), &case_tensors(name, "text")).unwrap();
+        for (dtype, quant) in [
+            (ComputeDType::F32, None),
+            (ComputeDType::BF16, None),
+            (ComputeDType::F32, Some(Quantization::Q8_0)),
+        ] {
+            let dir = fixtures().join(name).join("checkpoint");
+            let mut model = LlavaOnevision::load(&dir, dtype, &Device::Cpu).unwrap().0;
+            if let Some(q) = quant {
+                model.quantize_decode(q).unwrap();
+            }
+            let mut alone = Vec::new();
+            for c in ["text", "image_small", "video"] {
+                let inp = input(case(c), &case_tensors(name, c)).unwrap();
+                let mut cache = model.new_cache();
+                model.forward(&inp, &mut cache).unwrap();
+                alone.push(cache);
+            }
+            let mut batched: Vec<_> = alone.to_vec();
+            let ids = &text.input_ids;
+            for step in 0..3 {
+                let tokens: Vec<u32> = (0..alone.len())
+                    .map(|i| ids[(5 * i + step) % ids.len()])
+                    .collect();
+                let mut refs: Vec<&mut onevision_nn::KvCache> = batched.iter_mut().collect();
+                let together = model.forward_decode_batch(&tokens, &mut refs).unwrap();
+                assert_eq!(together.dims3().unwrap().0, tokens.len());
+                for (i, cache) in alone.iter_mut().enumerate() {
+                    let one = model.forward_tokens(&[tokens[i]], cache).unwrap();
+                    let row = together.narrow(0, i, 1).unwrap();
+                    let f = |t: &Tensor| {
+                        t.to_dtype(candle_core::DType::F32)
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap()
+                            .to_vec1::<f32>()
+                            .unwrap()
+                    };
+                    let (a, b) = (f(&one), f(&row));
+                    let what = format!("{name} {dtype:?} {quant:?} step {step} sequence {i}");
+                    if exact {
+                        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{what}: batched differs from alone");
+                    } else {
+                        let scale = a.iter().fold(0f32, |s, x| s.max(x.abs()));
+                        let d = a
+                            .iter()
+                            .zip(&b)
+                            .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+                        assert!(d <= 1e-2 * scale, "{what}: off by {d} (scale {scale})");
+                    }
+                    assert_eq!(cache.len(), batched[i].len(), "{what}: cache lengths");
+                }
+            }
+        }
+    }
+}
+
+/// A batched step with a cache per token only: a mismatch is refused, not guessed.
+#[test]
+fn batched_decode_needs_one_cache_per_token() {
+    let model = load("tied");
+    let mut cache = model.new_cache();
+    let e = model
+        .forward_decode_batch(&[1, 2], &mut [&mut cache])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2 tokens, 1 caches"), "{e}");
+}

@@ -6,11 +6,12 @@
 
 use std::time::Instant;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use half::bf16;
 use onevision_nn::gemm_nt::gemm_nt;
-use onevision_nn::q8::Q8Weight;
+use onevision_nn::quant_dot::QuantizedWeight;
+use onevision_nn::Quantization;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -162,44 +163,88 @@ fn decode_sweep() -> candle_core::Result<()> {
             1.0 / t
         );
     }
-    q8_sweep(&layer)
+    rows_sweep()?;
+    quantized_sweep(&layer)
 }
 
-/// The same sweep with q8_0 weights (1.0625 bytes per weight): our kernel and candle's
-/// `QMatMul`, in the same run.
-fn q8_sweep(layer: &[(usize, usize)]) -> candle_core::Result<()> {
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    let mut bytes = 0f64;
-    for _ in 0..24 {
-        for &(n, k) in layer {
-            let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?;
-            ours.push(Q8Weight::quantize(&w)?);
-            theirs.push(QMatMul::from_qtensor(QTensor::quantize(
-                &w,
-                GgmlDType::Q8_0,
-            )?)?);
-            bytes += (n * k) as f64 * 34.0 / 32.0;
-        }
+/// A (4864, 896) product for 1 to 24 rows (a batched decode step of that many sequences): below
+/// `MIN_ROWS_PACKED` the dot-product kernel, from it on the packed GEMM; time per call and
+/// weight GB/s.
+fn rows_sweep() -> candle_core::Result<()> {
+    let (n, k) = (4864, 896);
+    println!();
+    println!(
+        "| rows (n = {n}, k = {k}; packed from {}) | f32 ms | f32 weight GB/s | bf16 ms | bf16 weight GB/s |",
+        onevision_nn::gemm_nt::MIN_ROWS_PACKED
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?;
+    let wf: Vec<f32> = w.flatten_all()?.to_vec1()?;
+    let wb: Vec<bf16> = wf.iter().map(|&x| bf16::from_f32(x)).collect();
+    for m in [1, 2, 4, 7, 8, 12, 15, 16, 24] {
+        let x: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+        let mut c = vec![0f32; m * n];
+        let mut cb = vec![bf16::ZERO; m * n];
+        let tf = time(20, || assert!(gemm_nt(m, n, k, &x, &wf, &mut c)));
+        let tb = time(20, || assert!(gemm_nt(m, n, k, &xb, &wb, &mut cb)));
+        let gb = |bytes: usize, t: f64| (n * k * bytes) as f64 / t / 1e9;
+        println!(
+            "| {m} | {:.3} | {:.1} | {:.3} | {:.1} |",
+            tf * 1e3,
+            gb(4, tf),
+            tb * 1e3,
+            gb(2, tb)
+        );
     }
-    let x = vec![0.5f32; 4864];
-    let mut c = vec![0f32; 4864];
-    let t_ours = time(5, || {
-        for q in &ours {
-            q.product(1, &x[..q.k()], None, &mut c[..q.n()]);
+    Ok(())
+}
+
+/// The same sweep with q8_0 and q4_0 weights (1.0625 / 0.5625 bytes per weight): our kernel and
+/// candle's `QMatMul`, in the same run.
+fn quantized_sweep(layer: &[(usize, usize)]) -> candle_core::Result<()> {
+    for format in [Quantization::Q8_0, Quantization::Q4_0] {
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        let mut bytes = 0f64;
+        let per_weight = match format {
+            Quantization::Q8_0 => 34.0 / 32.0,
+            Quantization::Q4_0 => 18.0 / 32.0,
+        };
+        for _ in 0..24 {
+            for &(n, k) in layer {
+                let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?;
+                ours.push(QuantizedWeight::quantize(&w, format)?);
+                theirs.push(QMatMul::from_qtensor(QTensor::quantize(
+                    &w,
+                    format.ggml(),
+                )?)?);
+                bytes += (n * k) as f64 * per_weight;
+            }
         }
-    });
-    let xs: Vec<Tensor> = [896, 4864]
-        .iter()
-        .map(|&k| Tensor::from_vec(x[..k].to_vec(), (1, k), &Device::Cpu))
-        .collect::<candle_core::Result<_>>()?;
-    let t_candle = time(5, || {
-        for (q, &(_, k)) in theirs.iter().zip(layer.iter().cycle()) {
-            q.forward(&xs[usize::from(k != 896)]).unwrap();
+        let x = vec![0.5f32; 4864];
+        let mut c = vec![0f32; 4864];
+        let t_ours = time(5, || {
+            for q in &ours {
+                q.product(1, &x[..q.k()], None, &mut c[..q.n()]);
+            }
+        });
+        let xs: Vec<Tensor> = [896, 4864]
+            .iter()
+            .map(|&k| Tensor::from_vec(x[..k].to_vec(), (1, k), &Device::Cpu))
+            .collect::<candle_core::Result<_>>()?;
+        let t_candle = time(5, || {
+            for (q, &(_, k)) in theirs.iter().zip(layer.iter().cycle()) {
+                q.forward(&xs[usize::from(k != 896)]).unwrap();
+            }
+        });
+        for (name, t) in [("ours", t_ours), ("candle QMatMul", t_candle)] {
+            println!(
+                "| {format} ({name}) | {:.1} | {:.1} |",
+                bytes / t / 1e9,
+                1.0 / t
+            );
         }
-    });
-    for (name, t) in [("q8_0 (ours)", t_ours), ("q8_0 (candle QMatMul)", t_candle)] {
-        println!("| {name} | {:.1} | {:.1} |", bytes / t / 1e9, 1.0 / t);
     }
     Ok(())
 }

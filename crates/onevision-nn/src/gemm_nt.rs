@@ -41,8 +41,12 @@ pub const TILE_ROWS: usize = MR;
 pub const TILE_COLS: usize = NR;
 /// Columns of C per accumulator block (`MC × NC` f32 in L2).
 const NC: usize = 512;
-/// Below this many rows, packing `B` costs as much as the product: the dot-product kernel runs.
-pub const MIN_ROWS_PACKED: usize = 8;
+/// Below this many rows the dot-product kernel runs (each weight row read once from memory for
+/// all rows, no packing), above it the packed GEMM. 16, not 8: a batched decode step of up to
+/// 15 sequences then keeps each row's bits equal to the sequence's own step. (The dot kernel's
+/// speed at 8-15 rows against the packed GEMM is printed by gemm_bench's rows sweep; not yet
+/// measured.)
+pub const MIN_ROWS_PACKED: usize = 16;
 
 /// Whether the f32 kernels run (the AVX2 level or above).
 pub fn has_f32() -> bool {
@@ -804,9 +808,9 @@ unsafe fn step<S: F32s, T: Widen, const ODD: bool>(
     }
 }
 
-/// Rows of `a` at once in the dot-product kernel (each row's two accumulators, one widened pair
-/// of `b` and the rows' pairs of `a` fit the 16 ymm of AVX2).
-const DR: usize = 4;
+/// Rows of `a` at once in the dot-product kernel (each row's four accumulators and two widened
+/// pairs of `b` fit the 16 ymm of AVX2; `a` is read from memory operands).
+const DR: usize = 2;
 
 /// Bytes ahead of the weights being read that the dot-product loops prefetch.
 const PREFETCH: usize = 2048;
@@ -849,11 +853,12 @@ impl<T: Widen> Kernel for Dots<'_, T> {
             let bj = self.b.as_ptr().add(j * k);
             let mut i = 0;
             while i < self.rows {
-                let nr = DR.min(self.rows - i);
-                let sums = if nr == 1 {
-                    dot_row::<S, T>(k, body, w.add(i * body), self.a.as_ptr().add(i * k), bj)
+                let (wi, ai) = (w.add(i * body), self.a.as_ptr().add(i * k));
+                let (sums, nr) = if self.rows - i >= DR {
+                    (dot_rows::<S, T, DR>(k, body, wi, ai, bj), DR)
                 } else {
-                    dot_rows::<S, T>(nr, k, body, w.add(i * body), self.a.as_ptr().add(i * k), bj)
+                    let [one] = dot_rows::<S, T, 1>(k, body, wi, ai, bj);
+                    ([one; DR], 1)
                 };
                 for (r, v) in sums.iter().enumerate().take(nr) {
                     self.out[(i + r) * self.ldo + j] = *v;
@@ -891,19 +896,22 @@ unsafe fn dot_tail<S: F32s, T: Widen>(
     s
 }
 
-/// One row's dot product with the column `b`: four accumulators (two pairs of `2·LANES`
-/// elements per iteration), so that the multiply-adds' latency is hidden behind the loads.
-/// `w` is the row widened over `body` elements, `a` the row itself (for the tail).
+/// `R` rows' dot products with the column `b`, which is read and widened once for all of them.
+/// Each row has four accumulators (two pairs of `2·LANES` elements per iteration, so that the
+/// multiply-adds' latency is hidden behind the loads), and its arithmetic is the same whatever
+/// `R` is: a row's result does not depend on the rows it was computed with (what makes a
+/// batched decode step equal to one sequence's, bit for bit). `w` holds the rows widened over
+/// `body` elements, `body` apart; `a` the rows themselves (for the tail), `k` apart.
 #[inline(always)]
-unsafe fn dot_row<S: F32s, T: Widen>(
+unsafe fn dot_rows<S: F32s, T: Widen, const R: usize>(
     k: usize,
     body: usize,
     w: *const f32,
     a: *const T,
     b: *const T,
-) -> [f32; DR] {
+) -> [f32; R] {
     let l = S::LANES;
-    let mut s = [S::zero(); 4];
+    let mut s = [[S::zero(); 4]; R];
     let mut kk = 0;
     while kk + 4 * l <= body {
         for line in (0..4 * l * size_of::<T>()).step_by(64) {
@@ -911,54 +919,27 @@ unsafe fn dot_row<S: F32s, T: Widen>(
         }
         let (b0, b1) = T::load2::<S>(b.add(kk));
         let (b2, b3) = T::load2::<S>(b.add(kk + 2 * l));
-        s[0] = S::fmadd(S::load(w.add(kk)), b0, s[0]);
-        s[1] = S::fmadd(S::load(w.add(kk + l)), b1, s[1]);
-        s[2] = S::fmadd(S::load(w.add(kk + 2 * l)), b2, s[2]);
-        s[3] = S::fmadd(S::load(w.add(kk + 3 * l)), b3, s[3]);
+        for (r, acc) in s.iter_mut().enumerate() {
+            let wr = w.add(r * body + kk);
+            acc[0] = S::fmadd(S::load(wr), b0, acc[0]);
+            acc[1] = S::fmadd(S::load(wr.add(l)), b1, acc[1]);
+            acc[2] = S::fmadd(S::load(wr.add(2 * l)), b2, acc[2]);
+            acc[3] = S::fmadd(S::load(wr.add(3 * l)), b3, acc[3]);
+        }
         kk += 4 * l;
     }
     if kk < body {
         let (b0, b1) = T::load2::<S>(b.add(kk));
-        s[0] = S::fmadd(S::load(w.add(kk)), b0, s[0]);
-        s[1] = S::fmadd(S::load(w.add(kk + l)), b1, s[1]);
-    }
-    s[2] = dot_tail::<S, T>(body, k, a, b, s[2]);
-    let mut out = [0f32; DR];
-    out[0] = S::sum(S::add(S::add(s[0], s[1]), S::add(s[2], s[3])));
-    out
-}
-
-/// `nr` (2 to [`DR`]) rows' dot products with the column `b`, which is read and widened once for
-/// all of them; two accumulators per row. `w` holds the rows widened (`body` apart), `a` the rows
-/// themselves (`k` apart, for the tail).
-#[inline(always)]
-unsafe fn dot_rows<S: F32s, T: Widen>(
-    nr: usize,
-    k: usize,
-    body: usize,
-    w: *const f32,
-    a: *const T,
-    b: *const T,
-) -> [f32; DR] {
-    let l = S::LANES;
-    let mut s = [[S::zero(); 2]; DR];
-    let mut kk = 0;
-    while kk < body {
-        for line in (0..2 * l * size_of::<T>()).step_by(64) {
-            vector::prefetch(b.add(kk), PREFETCH + line);
-        }
-        let (b0, b1) = T::load2::<S>(b.add(kk));
-        for (r, acc) in s.iter_mut().enumerate().take(nr) {
+        for (r, acc) in s.iter_mut().enumerate() {
             let wr = w.add(r * body + kk);
             acc[0] = S::fmadd(S::load(wr), b0, acc[0]);
             acc[1] = S::fmadd(S::load(wr.add(l)), b1, acc[1]);
         }
-        kk += 2 * l;
     }
-    let mut out = [0f32; DR];
-    for (r, acc) in s.iter().enumerate().take(nr) {
-        let t = dot_tail::<S, T>(body, k, a.add(r * k), b, acc[1]);
-        out[r] = S::sum(S::add(acc[0], t));
+    let mut out = [0f32; R];
+    for (r, acc) in s.iter().enumerate() {
+        let t = dot_tail::<S, T>(body, k, a.add(r * k), b, acc[2]);
+        out[r] = S::sum(S::add(S::add(acc[0], acc[1]), S::add(t, acc[3])));
     }
     out
 }
@@ -1068,7 +1049,8 @@ mod x86 {
             ((1u64 << rem) - 1) as u32
         };
         // One column at a time, start to end (one sequential stream of weights, as in the
-        // generic kernel); four accumulators for one row, one per row for up to four rows.
+        // generic kernel); four accumulators per row, up to four rows, each row's arithmetic
+        // the same whatever the number of rows (a batched decode step equals one sequence's).
         let load = |p: *const i16, kk: usize| -> __m512bh {
             std::mem::transmute(_mm512_loadu_si512(p.add(kk) as *const _))
         };
@@ -1082,38 +1064,34 @@ mod x86 {
             while i < rows {
                 let nr = DC.min(rows - i);
                 let ai = a.add(i * k);
-                let mut acc = [_mm512_setzero_ps(); DC];
+                let mut acc = [[_mm512_setzero_ps(); 4]; DC];
                 let mut kk = 0;
-                if nr == 1 {
-                    while kk + 128 <= full {
-                        for (u, s) in acc.iter_mut().enumerate() {
-                            let o = kk + 32 * u;
-                            *s = _mm512_dpbf16_ps(*s, load(ai, o), load(bj, o));
+                while kk + 128 <= full {
+                    for u in 0..4 {
+                        let o = kk + 32 * u;
+                        let bv = load(bj, o);
+                        for (r, s) in acc.iter_mut().enumerate().take(nr) {
+                            s[u] = _mm512_dpbf16_ps(s[u], load(ai.add(r * k), o), bv);
                         }
-                        kk += 128;
                     }
+                    kk += 128;
                 }
                 while kk < full {
                     let bv = load(bj, kk);
                     for (r, s) in acc.iter_mut().enumerate().take(nr) {
-                        *s = _mm512_dpbf16_ps(*s, load(ai.add(r * k), kk), bv);
+                        s[0] = _mm512_dpbf16_ps(s[0], load(ai.add(r * k), kk), bv);
                     }
                     kk += 32;
                 }
                 if mask != 0 {
                     let bv = load_tail(bj, kk);
                     for (r, s) in acc.iter_mut().enumerate().take(nr) {
-                        *s = _mm512_dpbf16_ps(*s, load_tail(ai.add(r * k), kk), bv);
+                        s[0] = _mm512_dpbf16_ps(s[0], load_tail(ai.add(r * k), kk), bv);
                     }
                 }
-                if nr == 1 {
-                    let s =
-                        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-                    out[i * ldo + j] = _mm512_reduce_add_ps(s);
-                } else {
-                    for (r, s) in acc.iter().enumerate().take(nr) {
-                        out[(i + r) * ldo + j] = _mm512_reduce_add_ps(*s);
-                    }
+                for (r, s) in acc.iter().enumerate().take(nr) {
+                    let v = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+                    out[(i + r) * ldo + j] = _mm512_reduce_add_ps(v);
                 }
                 i += nr;
             }
@@ -1152,11 +1130,10 @@ mod tests {
     }
 
     /// Shapes that hit every edge: partial register tiles in both directions, a reduction that
-    /// is not a multiple of the block or of the bf16 pair, the dot-product path (m < 8), and
-    /// more than one row block.
-    /// The few-row products (fewer than 8 rows) include one row with the dot kernels' unrolled
-    /// body and every tail (k = 300, 97), and row groups of 4 + 1 and 2.
-    const SHAPES: [(usize, usize, usize); 11] = [
+    /// is not a multiple of the block or of the bf16 pair, the dot-product path (fewer than
+    /// `MIN_ROWS_PACKED` rows: one row with the dot kernels' unrolled body and every tail, k =
+    /// 300 and 97, and row groups of 2 + 1 and 2), and more than one row block.
+    const SHAPES: [(usize, usize, usize); 12] = [
         (1, 1, 1),
         (1, 19, 300),
         (5, 21, 200),
@@ -1165,10 +1142,60 @@ mod tests {
         (7, 130, 33),
         (8, 32, 128),
         (13, 33, 129),
+        (17, 33, 129),
         (250, 70, 300),
         (241, 5, 7),
         (500, 96, 257),
     ];
+
+    /// A row of a few-row product (fewer than [`MIN_ROWS_PACKED`] rows) has the same bits as
+    /// the same row alone, whatever rows share the pass: what lets a batched decode step equal
+    /// each sequence's own step.
+    #[test]
+    fn few_row_products_do_not_depend_on_the_other_rows() {
+        cpu::for_each_level(|level| {
+            for (n, k) in [(19, 300), (9, 97), (40, 896), (3, 32)] {
+                let b = data(n * k, 5);
+                for m in [2, 3, 5, 7, 8, 11, MIN_ROWS_PACKED - 1] {
+                    let a = data(m * k, 6 + m as u64);
+                    rows_alone_agree::<f32>(level, m, n, k, &a, &b, |x| x);
+                    rows_alone_agree::<bf16>(level, m, n, k, &a, &b, bf16::from_f32);
+                    rows_alone_agree::<f16>(level, m, n, k, &a, &b, f16::from_f32);
+                }
+            }
+        });
+    }
+
+    fn rows_alone_agree<T: Element + StoreF32>(
+        level: KernelLevel,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        conv: fn(f32) -> T,
+    ) {
+        let a: Vec<T> = a.iter().map(|&x| conv(x)).collect();
+        let b: Vec<T> = b.iter().map(|&x| conv(x)).collect();
+        let mut all = vec![T::zero(); m * n];
+        if !gemm_nt(m, n, k, &a, &b, &mut all) {
+            assert_eq!(level, KernelLevel::Reference);
+            return;
+        }
+        for i in 0..m {
+            let mut one = vec![T::zero(); n];
+            assert!(gemm_nt(1, n, k, &a[i * k..(i + 1) * k], &b, &mut one));
+            for j in 0..n {
+                let (x, y) = (all[i * n + j].to_f32(), one[j].to_f32());
+                assert_eq!(
+                    x.to_bits(),
+                    y.to_bits(),
+                    "{level} {} ({m},{n},{k}) row {i} col {j}: {x} with the others, {y} alone",
+                    std::any::type_name::<T>()
+                );
+            }
+        }
+    }
 
     /// At every level this CPU has (at the reference level the product declines).
     #[test]

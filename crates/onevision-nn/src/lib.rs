@@ -17,8 +17,8 @@ pub mod kv_cache;
 pub mod linear;
 pub mod linear_train;
 pub mod norm;
-pub mod q8;
 pub mod quant;
+pub mod quant_dot;
 pub mod rope;
 pub mod simd;
 #[cfg(test)]

@@ -4,11 +4,9 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
-
 use crate::gemm_nt::{self, gemm_nt_bias};
 use crate::linear_train::{act_linear_train, linear_train, silu_mul_linear_train, train_applies};
-use crate::q8::Q8Weight;
+use crate::quant_dot::QuantizedWeight;
 use crate::{Activation, Quantization, Result, Weights};
 
 /// `y = x·Wᵀ + b`.
@@ -19,14 +17,7 @@ pub struct Linear {
     /// The bias in f32, for the fused product (added before the output's one rounding).
     bias32: Option<Arc<Vec<f32>>>,
     /// A quantized copy of the weight for few-row products (decoding), if asked for.
-    decode_weight: Option<DecodeWeight>,
-}
-
-/// The decode-time copy of a weight: q8_0 on our own kernel ([`crate::q8`]), q4_0 on candle's.
-#[derive(Debug, Clone)]
-enum DecodeWeight {
-    Q8(Arc<Q8Weight>),
-    Candle(Arc<QMatMul>),
+    decode_weight: Option<Arc<QuantizedWeight>>,
 }
 
 impl Linear {
@@ -64,14 +55,7 @@ impl Linear {
         if self.weight.dim(1)? % block != 0 {
             return Ok(false);
         }
-        self.decode_weight = Some(match q {
-            Quantization::Q8_0 => DecodeWeight::Q8(Arc::new(Q8Weight::quantize(&self.weight)?)),
-            Quantization::Q4_0 => {
-                let w = self.weight.to_dtype(DType::F32)?;
-                let qt = QTensor::quantize(&w, q.ggml())?;
-                DecodeWeight::Candle(Arc::new(QMatMul::from_qtensor(qt)?))
-            }
-        });
+        self.decode_weight = Some(Arc::new(QuantizedWeight::quantize(&self.weight, q)?));
         Ok(true)
     }
 
@@ -133,19 +117,8 @@ impl Module for Linear {
         if let Some(qw) = &self.decode_weight {
             let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
             if !tracking && rows < gemm_nt::MIN_ROWS_PACKED {
-                let y = match qw {
-                    DecodeWeight::Q8(q) => {
-                        q8_forward(q, x, self.bias32.as_deref().map(Vec::as_slice))?
-                    }
-                    DecodeWeight::Candle(q) => {
-                        let y = q.forward(&x.to_dtype(DType::F32)?)?;
-                        match &self.bias {
-                            Some(b) => y.broadcast_add(&b.to_dtype(DType::F32)?)?,
-                            None => y,
-                        }
-                    }
-                };
-                return y.to_dtype(x.dtype());
+                let bias = self.bias32.as_deref().map(Vec::as_slice);
+                return quantized_forward(qw, x, bias)?.to_dtype(x.dtype());
             }
         }
         if tracking && train_applies(x, &self.weight, self.bias.as_ref()) {
@@ -168,16 +141,21 @@ impl Module for Linear {
     }
 }
 
-/// `x·qᵀ (+ bias)` in f32 on the q8_0 kernel.
+/// `x·qᵀ (+ bias)` in f32 on the quantized kernel.
 ///
 /// # Shapes
 /// `x`: (..., k) -> (..., n)
-fn q8_forward(q: &Q8Weight, x: &Tensor, bias: Option<&[f32]>) -> candle_core::Result<Tensor> {
+fn quantized_forward(
+    q: &QuantizedWeight,
+    x: &Tensor,
+    bias: Option<&[f32]>,
+) -> candle_core::Result<Tensor> {
     let dims = x.dims();
     let k = q.k();
     if dims.last() != Some(&k) {
         candle_core::bail!(
-            "linear (q8_0): input {:?} does not end in the weight's width {k}",
+            "linear ({}): input {:?} does not end in the weight's width {k}",
+            q.format(),
             dims
         );
     }

@@ -1,9 +1,10 @@
 //! Weight-only quantization of the decoder's products for decoding (`--quantize`).
 //!
 //! Decoding reads every decoder weight once per token, so its speed is the weight bytes over
-//! the memory bandwidth. A quantized copy (candle's GGML block formats and their CPU kernels)
-//! cuts the bytes 4x (q8_0) to 7x (q4_0) against f32; the original weights stay for the prefill
-//! and the vision tower, which are compute bound and keep their f32/bf16 numerics.
+//! the memory bandwidth. A quantized copy (GGML's block formats, quantized by candle, multiplied
+//! by our kernels in [`crate::quant_dot`]) cuts the bytes 4x (q8_0) to 7x (q4_0) against f32; the
+//! original weights stay for the prefill and the vision tower, which are compute bound and keep
+//! their f32/bf16 numerics.
 
 use std::fmt;
 use std::str::FromStr;

@@ -39,7 +39,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
-use onevision_engine::{Engine, EngineThread, Pipeline};
+use onevision_engine::{BatchConfig, Engine, EngineThread, Pipeline};
 use onevision_processor::DecodeLimits;
 use tokio::net::TcpListener;
 
@@ -64,6 +64,12 @@ pub struct Limits {
     pub max_image_pixels: u64,
     /// Requests that may wait for the engine (429 beyond). Applied by [`start_engine`].
     pub queue_capacity: usize,
+    /// Requests the engine runs at once, batched (see `onevision_engine::BatchConfig`).
+    pub max_running: usize,
+    /// Prompt positions per prefill chunk.
+    pub max_batched_tokens: usize,
+    /// MiB of recent media's encoder output kept for reuse (0: none).
+    pub encoder_cache_mb: usize,
     /// `max_tokens` when a request does not give one (capped by the context length).
     pub max_tokens_default: usize,
 }
@@ -77,6 +83,9 @@ impl Default for Limits {
             max_video_frames: 64,
             max_image_pixels: DecodeLimits::DEFAULT_MAX_PIXELS,
             queue_capacity: 32,
+            max_running: BatchConfig::default().max_running,
+            max_batched_tokens: BatchConfig::default().max_batched_tokens,
+            encoder_cache_mb: BatchConfig::default().encoder_cache_bytes >> 20,
             max_tokens_default: 512,
         }
     }
@@ -133,12 +142,20 @@ impl std::fmt::Debug for ServeConfig {
 }
 
 /// Starts the engine worker with the server's limits: the pixel limit on the pipeline's
-/// decoders and the queue capacity.
+/// decoders, the queue capacity and the batching.
 pub fn start_engine(mut pipeline: Pipeline, limits: &Limits) -> EngineThread {
     pipeline.limits = DecodeLimits {
         max_pixels: limits.max_image_pixels,
     };
-    Engine::start(pipeline, limits.queue_capacity)
+    Engine::start_with(
+        pipeline,
+        BatchConfig {
+            queue_capacity: limits.queue_capacity,
+            max_running: limits.max_running,
+            max_batched_tokens: limits.max_batched_tokens,
+            encoder_cache_bytes: limits.encoder_cache_mb << 20,
+        },
+    )
 }
 
 /// Shared by the handlers.

@@ -71,6 +71,15 @@ impl Histogram {
     }
 }
 
+/// What the engine reports at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineGauges {
+    pub queued: usize,
+    pub running: usize,
+    pub encoder_cache_queries: u64,
+    pub encoder_cache_hits: u64,
+}
+
 /// The server's counters.
 pub struct Metrics {
     /// Finished chat-completion requests by HTTP status.
@@ -125,8 +134,14 @@ impl Metrics {
         self.e2e.observe(seconds);
     }
 
-    /// The text exposition format, with the engine's queue gauges.
-    pub fn render(&self, queued: usize, running: usize) -> String {
+    /// The text exposition format, with the engine's gauges and counters.
+    pub fn render(&self, engine: EngineGauges) -> String {
+        let EngineGauges {
+            queued,
+            running,
+            encoder_cache_queries,
+            encoder_cache_hits,
+        } = engine;
         let mut out = String::new();
         out.push_str(
             "# HELP onevision_requests_total Chat-completion requests answered, by HTTP status.\n",
@@ -149,6 +164,16 @@ impl Metrics {
                 "Tokens generated (cancelled requests included, up to their cancellation).",
                 self.generation_tokens.load(Ordering::Relaxed),
             ),
+            (
+                "onevision_encoder_cache_queries_total",
+                "Images and videos looked up in the encoder cache.",
+                encoder_cache_queries,
+            ),
+            (
+                "onevision_encoder_cache_hits_total",
+                "Images and videos whose encoder output came from the cache (vision tower skipped).",
+                encoder_cache_hits,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -164,7 +189,7 @@ impl Metrics {
             ),
             (
                 "onevision_requests_running",
-                "Requests the engine is running (0 or 1).",
+                "Requests the engine is running, batched (prefilling or generating).",
                 running,
             ),
         ];
@@ -203,7 +228,12 @@ mod tests {
         m.count_request(200);
         m.count_request(200);
         m.count_request(429);
-        let text = m.render(3, 1);
+        let text = m.render(EngineGauges {
+            queued: 3,
+            running: 1,
+            encoder_cache_queries: 4,
+            encoder_cache_hits: 2,
+        });
         assert!(text.contains("onevision_time_to_first_token_seconds_bucket{le=\"0.025\"} 1\n"));
         assert!(text.contains("onevision_time_to_first_token_seconds_bucket{le=\"0.5\"} 2\n"));
         assert!(text.contains("onevision_time_to_first_token_seconds_bucket{le=\"80\"} 2\n"));
@@ -212,5 +242,7 @@ mod tests {
         assert!(text.contains("onevision_requests_total{status=\"200\"} 2\n"));
         assert!(text.contains("onevision_requests_total{status=\"429\"} 1\n"));
         assert!(text.contains("onevision_queue_depth 3\n"));
+        assert!(text.contains("onevision_encoder_cache_hits_total 2\n"));
+        assert!(text.contains("onevision_encoder_cache_queries_total 4\n"));
     }
 }

@@ -47,10 +47,12 @@ pub async fn health() -> Json<serde_json::Value> {
 
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let stats = app.engine.stats();
-    let text = app.metrics.render(
-        stats.queued.load(Ordering::SeqCst),
-        stats.running.load(Ordering::SeqCst),
-    );
+    let text = app.metrics.render(crate::metrics::EngineGauges {
+        queued: stats.queued.load(Ordering::SeqCst),
+        running: stats.running.load(Ordering::SeqCst),
+        encoder_cache_queries: stats.encoder_cache.queries.load(Ordering::Relaxed),
+        encoder_cache_hits: stats.encoder_cache.hits.load(Ordering::Relaxed),
+    });
     (
         [(
             header::CONTENT_TYPE,

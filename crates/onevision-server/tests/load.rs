@@ -128,11 +128,13 @@ async fn two_hundred_mixed_requests_at_concurrency_eight() {
     server.stop().await.expect("clean stop");
 }
 
-/// Queue capacity 1: one request runs, one waits, the next is refused with 429 at once.
+/// Queue capacity 1 and one request at a time: one request runs, one waits, the next is
+/// refused with 429 at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_answers_429() {
     let mut cfg = config();
     cfg.limits.queue_capacity = 1;
+    cfg.limits.max_running = 1;
     let server = TestServer::start(cfg).await;
     let long = json!({
         "model": MODEL, "messages": [{"role": "user", "content": "Keep talking."}],

@@ -310,6 +310,17 @@ impl LlavaOnevision {
         self.lm.forward_embeds(&x, cache)
     }
 
+    /// One decode step for several sequences: `ids[i]` follows the positions in `caches[i]`
+    /// (see [`crate::qwen2::Qwen2::forward_decode_batch`]: each weight read once for the step;
+    /// each row equal to that sequence's own [`Self::forward_tokens`] for fewer than
+    /// [`onevision_nn::gemm_nt::MIN_ROWS_PACKED`] rows).
+    ///
+    /// # Shapes
+    /// returns (n, 1, H)
+    pub fn forward_decode_batch(&self, ids: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        self.lm.forward_decode_batch(ids, caches)
+    }
+
     /// # Shapes
     /// `hidden`: (..., H) -> (..., V)
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -124,14 +124,6 @@ impl EncoderCache {
     pub fn used(&self) -> usize {
         self.used
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// The bytes of `v` (f32 has no padding and every byte pattern is a valid u8).

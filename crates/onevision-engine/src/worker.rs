@@ -250,7 +250,8 @@ fn schedule(pipeline: &Pipeline, rx: Receiver<Job>, stats: &EngineStats, config:
                 &request.stop,
                 request.logprobs,
                 sink,
-                Some((&mut encoder, &stats.encoder_cache)),
+                // No budget: no lookups either (hashing a medium's pixels would be wasted).
+                (config.encoder_cache_bytes > 0).then_some((&mut encoder, &stats.encoder_cache)),
             );
             running.extend(started);
             stats.running.store(running.len(), Ordering::SeqCst);

@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// again skips the vision tower (0: none).
     #[arg(long, default_value_t = Limits::default().encoder_cache_mb, value_name = "MIB")]
     encoder_cache_mb: usize,
+    /// MiB of KV cache the running requests may hold together (default: a quarter of the
+    /// memory of the machine, or of the container when its cgroup sets a limit). KV memory is
+    /// granted in blocks of 16 positions; when it runs out, the newest running request gives
+    /// its cache back and is recomputed later (same output), never dropped. A request that
+    /// could not fit even alone is refused with an error saying so.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    kv_cache_mb: Option<u64>,
     /// max_tokens when a request gives none (capped by the context length).
     #[arg(long, default_value_t = Limits::default().max_tokens_default, value_name = "N")]
     default_max_tokens: usize,
@@ -79,7 +86,31 @@ pub struct ServeArgs {
     quiet: bool,
 }
 
+/// Bytes of memory this process may use: the cgroup's limit (v2 `memory.max`, v1
+/// `memory.limit_in_bytes`) when one is set, else the machine's `MemTotal`; None when neither
+/// can be read (not Linux).
+fn memory_limit() -> Option<u64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let total = read("/proc/meminfo").and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .find_map(|p| read(p).and_then(|v| v.trim().parse::<u64>().ok()));
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
+}
+
 pub fn run(args: ServeArgs) -> Result<()> {
+    let kv_cache_mb = match args.kv_cache_mb {
+        Some(mb) => mb as usize,
+        None => memory_limit().map_or(4096, |b| (b / 4 >> 20).max(64) as usize),
+    };
     let (model, pipeline) = args.model.load()?;
     let config = ServeConfig {
         host: args.host,
@@ -98,6 +129,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_running: args.max_running as usize,
             max_batched_tokens: args.max_batched_tokens as usize,
             encoder_cache_mb: args.encoder_cache_mb,
+            kv_cache_mb: Some(kv_cache_mb),
             max_tokens_default: args.default_max_tokens,
         },
         log_requests: !args.quiet,
@@ -109,8 +141,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     eprintln!(
-        "serving {:?} on http://{}:{} (OpenAI API at /v1; Ctrl-C to stop)",
-        config.served_model_name, config.host, config.port
+        "serving {:?} on http://{}:{} (OpenAI API at /v1; Ctrl-C to stop); up to {} requests \
+         at once, KV-cache budget {kv_cache_mb} MiB",
+        config.served_model_name, config.host, config.port, config.limits.max_running
     );
     runtime.block_on(onevision_server::serve(
         engine.engine(),

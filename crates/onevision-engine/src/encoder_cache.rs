@@ -40,21 +40,25 @@ pub struct EncoderCache {
     used: usize,
     clock: u64,
     entries: HashMap<MediaKey, Entry>,
+    hasher: MediaHasher,
+}
+
+/// Computes media keys under random hash keys; clones share them, so the keys can be computed
+/// on another thread than the one holding the cache (a medium's pixels take a while to hash).
+#[derive(Clone)]
+pub struct MediaHasher {
     keys: (RandomState, RandomState),
 }
 
-impl EncoderCache {
-    /// A cache of at most `budget` bytes of feature rows (0: nothing is kept).
-    pub fn new(budget: usize) -> Self {
+impl Default for MediaHasher {
+    fn default() -> Self {
         Self {
-            budget,
-            used: 0,
-            clock: 0,
-            entries: HashMap::new(),
             keys: (RandomState::new(), RandomState::new()),
         }
     }
+}
 
+impl MediaHasher {
     fn key(&self, feed: impl Fn(&mut dyn Hasher)) -> MediaKey {
         let mut a = self.keys.0.build_hasher();
         let mut b = self.keys.1.build_hasher();
@@ -82,7 +86,25 @@ impl EncoderCache {
             h.write(f32_bytes(&vid.pixels.data));
         })
     }
+}
 
+impl EncoderCache {
+    /// A cache of at most `budget` bytes of feature rows (0: nothing is kept), keyed by
+    /// `hasher`'s keys.
+    pub fn new(budget: usize, hasher: MediaHasher) -> Self {
+        Self {
+            budget,
+            used: 0,
+            clock: 0,
+            entries: HashMap::new(),
+            hasher,
+        }
+    }
+
+    /// The hasher whose keys this cache's entries are under.
+    pub fn hasher(&self) -> &MediaHasher {
+        &self.hasher
+    }
     /// The rows of `key`, if cached (counted in `stats`).
     pub fn get(&mut self, key: MediaKey, stats: &EncoderCacheStats) -> Option<Tensor> {
         stats.queries.fetch_add(1, Ordering::Relaxed);
@@ -158,7 +180,7 @@ mod tests {
     #[test]
     fn keeps_recent_rows_within_the_budget() {
         let stats = EncoderCacheStats::default();
-        let mut c = EncoderCache::new(3 * 16); // three rows of 4 f32
+        let mut c = EncoderCache::new(3 * 16, MediaHasher::default()); // three rows of 4 f32
         let k = |i: u64| MediaKey(i, i);
         c.put(k(1), &rows(1));
         c.put(k(2), &rows(1));

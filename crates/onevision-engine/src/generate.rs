@@ -13,11 +13,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
+use onevision_models::{Media, MultimodalInput};
 use onevision_nn::KvCache;
 use onevision_processor::TextTokenizer;
 
 use crate::detok::{IncrementalDecoder, StopStrings, TokenBytes};
-use crate::encoder_cache::{EncoderCache, EncoderCacheStats, MediaKey};
+use crate::encoder_cache::{EncoderCache, EncoderCacheStats, MediaHasher, MediaKey};
 use crate::pipeline::{Pipeline, Request, Timings};
 use crate::request::{Event, Finish, GenRequest, SamplingParams, StopRules, TokenInfo, Usage};
 use crate::sampler::{Sampler, TokenLogprobs};
@@ -39,7 +40,7 @@ pub fn run_request(pipeline: &Pipeline, req: &GenRequest, sink: &mut dyn FnMut(E
 }
 
 /// [`run_request`] on borrowed parts, so [`Pipeline::generate`] need not clone its request:
-/// one [`Sequence`] alone, its prompt prefilled in one piece.
+/// one [`Sequence`] alone, its media encoded and its prompt prefilled in one piece each.
 pub(crate) fn run_with(
     pipeline: &Pipeline,
     request: &Request,
@@ -49,7 +50,9 @@ pub(crate) fn run_with(
     sink: &mut dyn FnMut(Event) -> bool,
 ) {
     let sink = Box::new(sink);
-    let Some(mut seq) = Sequence::start(pipeline, request, sampling, stop, logprobs, sink, None)
+    let now = Instant::now();
+    let Some(mut seq) =
+        Sequence::start(pipeline, request, sampling, stop, logprobs, sink, None, now)
     else {
         return;
     };
@@ -58,9 +61,14 @@ pub(crate) fn run_with(
         guarded(
             seqs,
             |_| true,
-            |seqs| match seqs[0].is_prefilling() {
-                true => seqs[0].prefill(usize::MAX),
-                false => decode_step(pipeline, seqs),
+            |seqs| {
+                if seqs[0].is_encoding() {
+                    seqs[0].encode(usize::MAX, None)
+                } else if seqs[0].is_prefilling() {
+                    seqs[0].prefill(usize::MAX)
+                } else {
+                    decode_step(pipeline, seqs)
+                }
             },
         );
     }
@@ -142,7 +150,10 @@ fn ms(since: Instant) -> f64 {
 
 /// Times of the stages of one request.
 struct Clock {
+    /// The request's arrival.
     start: Instant,
+    /// From the end of its preprocessing to its admission among the running requests.
+    queue_ms: f64,
     preprocess_ms: f64,
     encode_ms: f64,
     prefill_start: Option<Instant>,
@@ -162,6 +173,7 @@ impl Clock {
             _ => 0.0,
         };
         Timings {
+            queue_ms: self.queue_ms,
             preprocess_ms: self.preprocess_ms,
             encode_ms: self.encode_ms,
             prefill_ms,
@@ -174,26 +186,39 @@ impl Clock {
 
 /// Where a running request is.
 enum Phase {
-    /// The prompt's embeddings (t, H), the first `done` of them in the cache.
-    Prefill {
-        embeds: Tensor,
-        done: usize,
+    /// The vision tower runs over the prompt's media, a few tiles or frames per step: `rows`
+    /// holds the packed rows of the media done, `pieces` the projected tiles of the current one
+    /// (the next `tiles_done` of its pixels), `keys` each medium's encoder-cache key (empty
+    /// without a cache).
+    Encode {
+        input: MultimodalInput,
+        keys: Vec<MediaKey>,
+        rows: Vec<Tensor>,
+        pieces: Vec<Tensor>,
+        tiles_done: usize,
     },
+    /// The first `done` positions of the prompt's embeddings are in the cache.
+    Prefill { done: usize },
+    /// Recomputing after a preemption: `generated[next]` goes through the decoder next, without
+    /// sampling (its successor was chosen before).
+    Replay { next: usize },
     /// The last sampled token, to be fed to the decoder next.
-    Decode {
-        next: u32,
-    },
+    Decode { next: u32 },
     Ended,
 }
 
 /// One request in the engine: its prompt, cache, sampler, stop rules and event sink, stepped by
-/// [`Sequence::prefill`] and [`decode_step`] until it ends (a `Done` or `Failed` sent).
+/// [`Sequence::encode`], [`Sequence::prefill`] and [`decode_step`] until it ends (a `Done` or
+/// `Failed` sent).
 pub(crate) struct Sequence<'p> {
     pipeline: &'p Pipeline,
     events: Events<'p>,
     clock: Clock,
     usage: Usage,
     prompt_ids: Vec<u32>,
+    /// The prompt's embeddings (t, H), once its media are encoded; kept so that a preempted
+    /// request is recomputed without the vision tower.
+    embeds: Option<Tensor>,
     generated: Vec<u32>,
     stream: TextStream<'p>,
     sampler: Sampler,
@@ -201,55 +226,50 @@ pub(crate) struct Sequence<'p> {
     eos: &'p [u32],
     cache: KvCache,
     phase: Phase,
+    /// KV-cache blocks the scheduler granted (its cache's buffers hold exactly that many).
+    pub(crate) kv_blocks: usize,
+    /// Admission order, for the scheduler: the newest request gives way first.
+    pub(crate) ticket: u64,
+    /// Preempted in this step: its cache is gone; it waits to be recomputed.
+    pub(crate) parked: bool,
 }
 
-impl<'p> Sequence<'p> {
-    /// Processes the request (media, template, tokens), sends `Started`, checks the context,
-    /// and runs the vision encoder (or takes a medium's rows from `encoder`, when given). `None`
-    /// when the request ended already: failed (reported), cancelled at `Started`, or asked for
-    /// no tokens.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn start(
-        pipeline: &'p Pipeline,
+/// A request processed up to the model: media decoded and preprocessed, template rendered,
+/// tokens counted, `Started` sent, the context checked, each medium's encoder-cache key
+/// computed. This is the part of a request that needs no model; the engine does it on a thread
+/// of its own, so that decoding a video does not hold up the running requests' steps.
+pub(crate) struct Prepared {
+    clock: Clock,
+    usage: Usage,
+    prompt_ids: Vec<u32>,
+    stop: StopRules,
+    input: MultimodalInput,
+    keys: Vec<MediaKey>,
+    /// When the preprocessing ended (the queue wait runs from here to the admission).
+    ready_at: Instant,
+}
+
+impl Prepared {
+    /// Processes `request` and sends `Started` to `sink`; `None` when the request ended
+    /// already: failed (reported), cancelled at `Started`, or asked for no tokens. `arrived`:
+    /// when the request arrived. With `hasher`, each medium's encoder-cache key is computed.
+    pub(crate) fn new(
+        pipeline: &Pipeline,
         request: &Request,
-        sampling: &SamplingParams,
         stop: &StopRules,
-        logprobs: Option<usize>,
-        sink: Box<dyn FnMut(Event) -> bool + 'p>,
-        encoder: Option<(&mut EncoderCache, &EncoderCacheStats)>,
+        sink: &mut dyn FnMut(Event) -> bool,
+        hasher: Option<&MediaHasher>,
+        arrived: Instant,
     ) -> Option<Self> {
-        let mut events = Events { sink, ended: false };
+        let mut events = Events {
+            sink: Box::new(sink),
+            ended: false,
+        };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            Self::start_inner(
-                pipeline,
-                request,
-                sampling,
-                stop,
-                logprobs,
-                &mut events,
-                encoder,
-            )
+            Self::new_inner(pipeline, request, stop, &mut events, hasher, arrived)
         }));
         let failure = match outcome {
-            Ok(Ok(Some(parts))) => {
-                let (clock, usage, prompt_ids, stop, embeds, sampler) = parts;
-                let eos: &[u32] = if stop.ignore_eos { &[] } else { &pipeline.eos };
-                return Some(Self {
-                    pipeline,
-                    events,
-                    clock,
-                    usage,
-                    prompt_ids,
-                    generated: Vec::with_capacity(stop.max_new_tokens.min(1 << 16)),
-                    stream: TextStream::new(&pipeline.processor.tokenizer, &stop.stop_strings),
-                    sampler,
-                    stop,
-                    eos,
-                    cache: pipeline.model.new_cache(),
-                    phase: Phase::Prefill { embeds, done: 0 },
-                });
-            }
-            Ok(Ok(None)) => return None,
+            Ok(Ok(prepared)) => return prepared,
             Ok(Err(e)) => e,
             Err(panic) => Error::Internal(format!(
                 "the generation loop panicked ({})",
@@ -260,23 +280,23 @@ impl<'p> Sequence<'p> {
         None
     }
 
-    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
-    fn start_inner(
+    fn new_inner(
         pipeline: &Pipeline,
         request: &Request,
-        sampling: &SamplingParams,
         stop: &StopRules,
-        logprobs: Option<usize>,
         events: &mut Events,
-        encoder: Option<(&mut EncoderCache, &EncoderCacheStats)>,
-    ) -> Result<Option<(Clock, Usage, Vec<u32>, StopRules, Tensor, Sampler)>> {
+        hasher: Option<&MediaHasher>,
+        arrived: Instant,
+    ) -> Result<Option<Self>> {
         let mut clock = Clock {
-            start: Instant::now(),
+            start: arrived,
+            queue_ms: 0.0,
             preprocess_ms: 0.0,
             encode_ms: 0.0,
             prefill_start: None,
             first_token: None,
         };
+        let t0 = Instant::now();
         let model = &pipeline.model;
         let prompt = pipeline.prepare(request)?;
         let usage = Usage {
@@ -311,49 +331,116 @@ impl<'p> Sequence<'p> {
             )));
         }
         let input = pipeline.model_input(&prompt)?;
-        clock.preprocess_ms = ms(clock.start);
-        let t_encode = Instant::now();
-        let embeds = match encoder {
-            None => model.embed(&input)?,
-            Some((cache, stats)) => {
-                // Media keys in `model_input`'s order: the images, then the videos.
-                let keys: Vec<MediaKey> = prompt
-                    .images
-                    .iter()
-                    .map(|i| cache.image_key(i))
-                    .chain(prompt.videos.iter().map(|v| cache.video_key(v)))
-                    .collect();
-                let mut rows = Vec::with_capacity(keys.len());
-                for (m, key) in input.media.iter().zip(keys) {
-                    rows.push(match cache.get(key, stats) {
-                        Some(r) => r,
-                        None => {
-                            let r = model.encode_media(m)?;
-                            cache.put(key, &r);
-                            r
-                        }
-                    });
-                }
-                model.splice(&input.input_ids, &input.media, rows)?
-            }
+        // Media keys in `model_input`'s order: the images, then the videos.
+        let keys = match hasher {
+            Some(h) if !input.media.is_empty() => prompt
+                .images
+                .iter()
+                .map(|i| h.image_key(i))
+                .chain(prompt.videos.iter().map(|v| h.video_key(v)))
+                .collect(),
+            _ => vec![],
         };
-        if !input.media.is_empty() {
-            clock.encode_ms = ms(t_encode);
-        }
-        clock.prefill_start = Some(Instant::now());
+        clock.preprocess_ms = ms(t0);
         if stop.max_new_tokens == 0 {
             end_now(events, Finish::Length, &clock);
             return Ok(None);
         }
-        let sampler = Sampler::new(sampling).with_logprobs(logprobs);
-        Ok(Some((
+        Ok(Some(Self {
             clock,
             usage,
-            prompt.input_ids,
+            prompt_ids: prompt.input_ids,
             stop,
+            input,
+            keys,
+            ready_at: Instant::now(),
+        }))
+    }
+}
+
+impl<'p> Sequence<'p> {
+    /// [`Prepared::new`] then [`Self::new`], on this thread.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start(
+        pipeline: &'p Pipeline,
+        request: &Request,
+        sampling: &SamplingParams,
+        stop: &StopRules,
+        logprobs: Option<usize>,
+        mut sink: Box<dyn FnMut(Event) -> bool + 'p>,
+        hasher: Option<&MediaHasher>,
+        arrived: Instant,
+    ) -> Option<Self> {
+        let prepared = Prepared::new(pipeline, request, stop, &mut *sink, hasher, arrived)?;
+        Self::new(pipeline, prepared, sampling, logprobs, sink)
+    }
+
+    /// The running request of a prepared one (its events go on to `sink`, which `Started` went
+    /// to). `None` when it failed (reported).
+    pub(crate) fn new(
+        pipeline: &'p Pipeline,
+        prepared: Prepared,
+        sampling: &SamplingParams,
+        logprobs: Option<usize>,
+        sink: Box<dyn FnMut(Event) -> bool + 'p>,
+    ) -> Option<Self> {
+        let mut events = Events { sink, ended: false };
+        let Prepared {
+            mut clock,
+            usage,
+            prompt_ids,
+            stop,
+            input,
+            keys,
+            ready_at,
+        } = prepared;
+        clock.queue_ms = ms(ready_at);
+        let (phase, embeds) = if input.media.is_empty() {
+            clock.prefill_start = Some(Instant::now());
+            let embeds = catch_unwind(AssertUnwindSafe(|| pipeline.model.embed(&input)));
+            match embeds {
+                Ok(Ok(e)) => (Phase::Prefill { done: 0 }, Some(e)),
+                Ok(Err(e)) => {
+                    events.send(Event::Failed(e.into()));
+                    return None;
+                }
+                Err(panic) => {
+                    events.send(Event::Failed(Error::Internal(format!(
+                        "the generation loop panicked ({})",
+                        panic_message(&panic)
+                    ))));
+                    return None;
+                }
+            }
+        } else {
+            let phase = Phase::Encode {
+                input,
+                keys,
+                rows: vec![],
+                pieces: vec![],
+                tiles_done: 0,
+            };
+            (phase, None)
+        };
+        let eos: &[u32] = if stop.ignore_eos { &[] } else { &pipeline.eos };
+        Some(Self {
+            pipeline,
+            events,
+            clock,
+            usage,
+            prompt_ids,
             embeds,
-            sampler,
-        )))
+            generated: Vec::with_capacity(stop.max_new_tokens.min(1 << 16)),
+            stream: TextStream::new(&pipeline.processor.tokenizer, &stop.stop_strings),
+            sampler: Sampler::new(sampling).with_logprobs(logprobs),
+            stop,
+            eos,
+            cache: pipeline.model.new_cache(),
+            phase,
+            kv_blocks: 0,
+            ticket: 0,
+            parked: false,
+        })
     }
 
     /// Whether `Done` or `Failed` went out.
@@ -361,20 +448,145 @@ impl<'p> Sequence<'p> {
         self.events.ended || matches!(self.phase, Phase::Ended)
     }
 
+    /// The prompt's length in positions, media placeholders included.
+    pub(crate) fn prompt_len(&self) -> usize {
+        self.usage.prompt_tokens
+    }
+
+    /// Generated tokens so far.
+    pub(crate) fn generated_len(&self) -> usize {
+        self.generated.len()
+    }
+
+    pub(crate) fn is_encoding(&self) -> bool {
+        matches!(self.phase, Phase::Encode { .. })
+    }
+
     pub(crate) fn is_prefilling(&self) -> bool {
         matches!(self.phase, Phase::Prefill { .. })
     }
 
+    /// Feeds the decoder one position per step: generating, or replaying after a preemption.
     pub(crate) fn is_decoding(&self) -> bool {
-        matches!(self.phase, Phase::Decode { .. }) && !self.events.ended
+        matches!(self.phase, Phase::Decode { .. } | Phase::Replay { .. }) && !self.events.ended
+    }
+
+    /// Cache positions the sequence holds after its next step (a prefill chunk of at most
+    /// `chunk` positions, or one decoded position); 0 while it encodes or has ended.
+    pub(crate) fn kv_need(&self, chunk: usize) -> usize {
+        match &self.phase {
+            Phase::Prefill { done } => {
+                let t = self.usage.prompt_tokens;
+                done + chunk.max(1).min(t.saturating_sub(*done))
+            }
+            Phase::Replay { .. } | Phase::Decode { .. } => self.cache.len() + 1,
+            Phase::Encode { .. } | Phase::Ended => 0,
+        }
+    }
+
+    /// The scheduler grants `blocks` KV-cache blocks of `block` positions in all.
+    pub(crate) fn grant(&mut self, blocks: usize, block: usize) {
+        self.kv_blocks = blocks;
+        self.cache.reserve(blocks * block);
+    }
+
+    /// Gives the KV cache back: the request is recomputed later (its prompt prefilled again in
+    /// the same chunks, its generated tokens replayed one decode step each, so its cache is
+    /// the same as before, bit for bit), never dropped. What it sent stays sent.
+    pub(crate) fn preempt(&mut self) {
+        self.cache.clear();
+        self.kv_blocks = 0;
+        self.parked = true;
+        if matches!(
+            self.phase,
+            Phase::Prefill { .. } | Phase::Replay { .. } | Phase::Decode { .. }
+        ) {
+            self.phase = Phase::Prefill { done: 0 };
+        }
+    }
+
+    /// Runs the vision tower over at most `tiles` more tiles or frames of the prompt's media
+    /// (a medium found in `encoder` costs none); after the last medium, splices the prompt's
+    /// embeddings and moves on to the prefill. Tiles are independent, so encoding them a few
+    /// at a time gives the rows of encoding them at once.
+    pub(crate) fn encode(
+        &mut self,
+        tiles: usize,
+        mut encoder: Option<(&mut EncoderCache, &EncoderCacheStats)>,
+    ) -> Result<()> {
+        let Phase::Encode {
+            input,
+            keys,
+            rows,
+            pieces,
+            tiles_done,
+        } = &mut self.phase
+        else {
+            return Ok(());
+        };
+        let model = &self.pipeline.model;
+        let t0 = Instant::now();
+        let mut budget = tiles.max(1);
+        while rows.len() < input.media.len() && budget > 0 {
+            let medium = &input.media[rows.len()];
+            let key = keys.get(rows.len()).copied();
+            if *tiles_done == 0 {
+                if let (Some(key), Some((cache, stats))) = (key, encoder.as_mut()) {
+                    if let Some(r) = cache.get(key, stats) {
+                        rows.push(r);
+                        continue;
+                    }
+                }
+            }
+            let pixels = match medium {
+                Media::Image { pixels, .. } => pixels,
+                Media::Video { frames } => frames,
+            };
+            let p = pixels.dim(0)?;
+            let n = budget.min(p - *tiles_done);
+            let part = if n == p {
+                pixels.clone()
+            } else {
+                pixels.narrow(0, *tiles_done, n)?
+            };
+            pieces.push(model.project(&model.vision_features(&part)?)?);
+            *tiles_done += n;
+            budget -= n;
+            if *tiles_done == p {
+                let projected = match pieces.len() {
+                    1 => pieces.pop().expect("one piece"),
+                    _ => Tensor::cat(pieces, 0)?,
+                };
+                pieces.clear();
+                *tiles_done = 0;
+                let r = model.pack_media(medium, &projected)?;
+                if let (Some(key), Some((cache, _))) = (key, encoder.as_mut()) {
+                    cache.put(key, &r);
+                }
+                rows.push(r);
+            }
+        }
+        self.clock.encode_ms += ms(t0);
+        if rows.len() < input.media.len() {
+            return Ok(());
+        }
+        let embeds = model.splice(&input.input_ids, &input.media, std::mem::take(rows))?;
+        self.embeds = Some(embeds);
+        self.phase = Phase::Prefill { done: 0 };
+        self.clock.prefill_start = Some(Instant::now());
+        Ok(())
     }
 
     /// Runs the next `chunk` (at most) prompt positions through the decoder; after the last,
-    /// samples the first token.
+    /// samples the first token (or, recomputing after a preemption, goes on to replay).
     pub(crate) fn prefill(&mut self, chunk: usize) -> Result<()> {
-        let Phase::Prefill { embeds, done } = &mut self.phase else {
+        let Phase::Prefill { done } = &mut self.phase else {
             return Ok(());
         };
+        let embeds = self
+            .embeds
+            .as_ref()
+            .ok_or_else(|| Error::Internal("prefill before the prompt was embedded".into()))?;
         let t = embeds.dim(0)?;
         let n = chunk.max(1).min(t - *done);
         let part = if *done == 0 && n == t {
@@ -385,6 +597,14 @@ impl<'p> Sequence<'p> {
         let hidden = self.pipeline.model.forward_embeds(&part, &mut self.cache)?; // (1, n, H)
         *done += n;
         if *done < t {
+            return Ok(());
+        }
+        if let Some(&last) = self.generated.last() {
+            // Recomputed: the cache holds every generated token but the last one.
+            self.phase = match self.generated.len() {
+                1 => Phase::Decode { next: last },
+                _ => Phase::Replay { next: 0 },
+            };
             return Ok(());
         }
         let last = hidden.narrow(1, n - 1, 1)?; // (1, 1, H)
@@ -446,17 +666,23 @@ impl<'p> Sequence<'p> {
             token_ids: std::mem::take(&mut self.generated),
             text: std::mem::take(&mut self.stream.text),
         });
-        self.cache.clear();
+        self.release();
         Ok(())
     }
 
     /// Ends the request with `Failed` (nothing when it ended already).
     pub(crate) fn fail(&mut self, e: Error) {
         self.phase = Phase::Ended;
-        self.cache.clear();
+        self.release();
         if !self.events.ended {
             self.events.send(Event::Failed(e));
         }
+    }
+
+    /// Frees the cache and the prompt (the scheduler takes back the granted blocks).
+    fn release(&mut self) {
+        self.cache.clear();
+        self.embeds = None;
     }
 }
 
@@ -469,7 +695,8 @@ fn logits_row(logits: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// One decode step for every decoding sequence of `seqs` in one batched forward (each weight
-/// read once for all of them), then each one's token sampled and reported.
+/// read once for all of them), then each generating one's token sampled and reported (a
+/// replaying one only moves on).
 pub(crate) fn decode_step(pipeline: &Pipeline, seqs: &mut [Sequence<'_>]) -> Result<()> {
     let mut batch: Vec<&mut Sequence> = seqs.iter_mut().filter(|s| s.is_decoding()).collect();
     if batch.is_empty() {
@@ -479,14 +706,42 @@ pub(crate) fn decode_step(pipeline: &Pipeline, seqs: &mut [Sequence<'_>]) -> Res
         .iter()
         .map(|s| match s.phase {
             Phase::Decode { next } => next,
+            Phase::Replay { next } => s.generated[next],
             _ => unreachable!("filtered to decoding sequences"),
         })
         .collect();
     let mut caches: Vec<&mut KvCache> = batch.iter_mut().map(|s| &mut s.cache).collect();
     let hidden = pipeline.model.forward_decode_batch(&tokens, &mut caches)?; // (n, 1, H)
-    let logits = pipeline.model.logits(&hidden)?; // (n, 1, V)
-    for (i, seq) in batch.iter_mut().enumerate() {
-        seq.take(logits_row(&logits.narrow(0, i, 1)?)?)?;
+    let sampled: Vec<u32> = (0..batch.len() as u32)
+        .filter(|&i| matches!(batch[i as usize].phase, Phase::Decode { .. }))
+        .collect();
+    // Only the generating rows need logits (a row's logits do not depend on the others').
+    let logits = match sampled.len() {
+        0 => None,
+        n if n == batch.len() => Some(pipeline.model.logits(&hidden)?),
+        n => {
+            let rows = Tensor::from_vec(sampled, n, hidden.device())?;
+            Some(pipeline.model.logits(&hidden.index_select(&rows, 0)?)?)
+        }
+    }; // (m, 1, V)
+    let mut row = 0;
+    for seq in batch.iter_mut() {
+        match seq.phase {
+            Phase::Replay { next } => {
+                seq.phase = if next + 2 >= seq.generated.len() {
+                    Phase::Decode {
+                        next: seq.generated[seq.generated.len() - 1],
+                    }
+                } else {
+                    Phase::Replay { next: next + 1 }
+                };
+            }
+            _ => {
+                let logits = logits.as_ref().expect("a generating row");
+                seq.take(logits_row(&logits.narrow(0, row, 1)?)?)?;
+                row += 1;
+            }
+        }
     }
     Ok(())
 }

@@ -65,6 +65,9 @@ pub struct GenerateOptions {
 /// Milliseconds spent in each stage of one request.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Timings {
+    /// Waiting for the engine, from the end of its preprocessing to its admission among the
+    /// running requests (about 0 outside a busy server).
+    pub queue_ms: f64,
     /// Decoding files, resizing, normalizing, templating and tokenizing.
     pub preprocess_ms: f64,
     /// Vision tower, projector and feature packing (0 for text-only prompts).

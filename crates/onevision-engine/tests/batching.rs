@@ -133,13 +133,21 @@ struct Outcome {
     finish: Finish,
     /// Each reported token's (id, log-probability bits, alternatives' ids and bits).
     logprobs: Vec<(u32, u32, Vec<(u32, u32)>)>,
+    /// Prompt and generated positions.
+    positions: usize,
 }
 
 /// Submits every request at once and waits for all; returns the outcomes in order and each
 /// one's (first delta, done) times.
 fn serve(config: BatchConfig, reqs: &[GenRequest]) -> (Vec<Outcome>, Vec<(Instant, Instant)>) {
     let thread = Engine::start_with(pipeline(), config);
-    let engine = thread.engine();
+    let out = serve_on(&thread.engine(), reqs);
+    thread.shutdown();
+    out
+}
+
+/// [`serve`] on a running engine.
+fn serve_on(engine: &Engine, reqs: &[GenRequest]) -> (Vec<Outcome>, Vec<(Instant, Instant)>) {
     let mut rxs = Vec::new();
     for r in reqs {
         let (tx, rx) = mpsc::channel();
@@ -173,10 +181,12 @@ fn serve(config: BatchConfig, reqs: &[GenRequest]) -> (Vec<Outcome>, Vec<(Instan
                     finish,
                     token_ids,
                     text,
+                    usage,
                     ..
                 } => {
                     spans.push((first.unwrap_or(at), at));
                     outcomes.push(Outcome {
+                        positions: usage.prompt_tokens + token_ids.len(),
                         token_ids,
                         text,
                         streamed,
@@ -189,8 +199,6 @@ fn serve(config: BatchConfig, reqs: &[GenRequest]) -> (Vec<Outcome>, Vec<(Instan
             }
         }
     }
-    drop(engine);
-    thread.shutdown();
     (outcomes, spans)
 }
 
@@ -207,6 +215,7 @@ fn batched_outputs_equal_each_request_served_alone() {
         max_running: 8,
         max_batched_tokens: 512,
         encoder_cache_bytes: 0,
+        kv_cache_bytes: None,
     };
     let (together, spans) = serve(batched, &reqs);
     let (alone, _) = serve(
@@ -297,18 +306,8 @@ fn the_same_image_twice_is_encoded_once() {
     thread.shutdown();
 }
 
-/// Chunked prefill: while a long prompt is prefilled 256 positions at a time, a request that is
-/// already generating keeps producing tokens: the longest gap between its tokens during that
-/// prefill is a fraction of the whole prefill's time (it would be all of it unchunked).
-#[test]
-fn a_long_prefill_does_not_stall_running_requests() {
-    let config = BatchConfig {
-        max_batched_tokens: 256,
-        ..BatchConfig::default()
-    };
-    let thread = Engine::start_with(pipeline(), config);
-    let engine = thread.engine();
-    let text = |prompt: String, max: usize| GenRequest {
+fn text(prompt: String, max: usize) -> GenRequest {
+    GenRequest {
         request: Request {
             messages: vec![Message::new(Role::User, vec![Part::Text(prompt)])],
             images: vec![],
@@ -321,7 +320,20 @@ fn a_long_prefill_does_not_stall_running_requests() {
             ..Default::default()
         },
         logprobs: None,
+    }
+}
+
+/// While `long` (one token asked for) is encoded and prefilled with prompt work cut at
+/// `chunk` positions, a request that was already generating keeps producing tokens. Returns
+/// the longest gap between the running request's tokens meanwhile, the long request's encode
+/// + prefill time (ms) and its prompt length.
+fn longest_gap_while(long: GenRequest, chunk: usize) -> (f64, f64, usize) {
+    let config = BatchConfig {
+        max_batched_tokens: chunk,
+        ..BatchConfig::default()
     };
+    let thread = Engine::start_with(pipeline(), config);
+    let engine = thread.engine();
     let (tx, running) = mpsc::channel();
     engine
         .submit(
@@ -339,19 +351,21 @@ fn a_long_prefill_does_not_stall_running_requests() {
             _ => {}
         }
     }
-    let (tx, long) = mpsc::channel();
+    let (tx, long_rx) = mpsc::channel();
     engine
-        .submit(
-            text("word ".repeat(4000), 1),
-            Box::new(move |e| tx.send((Instant::now(), e)).is_ok()),
-        )
+        .submit(long, Box::new(move |e| tx.send((Instant::now(), e)).is_ok()))
         .expect("queued");
     let mut started = None;
-    let (prefill_ms, prompt_tokens, done) = loop {
-        match long.recv().expect("the long request ends") {
+    let (work_ms, prompt_tokens, done) = loop {
+        match long_rx.recv().expect("the long request ends") {
             (at, Event::Started { .. }) => started = Some(at),
             (at, Event::Done { timings, usage, .. }) => {
-                break (timings.prefill_ms, usage.prompt_tokens, at);
+                eprintln!("long request: {timings:?}");
+                break (
+                    timings.encode_ms + timings.prefill_ms,
+                    usage.prompt_tokens,
+                    at,
+                );
             }
             (_, Event::Failed(e)) => panic!("the long request failed: {e}"),
             _ => {}
@@ -364,7 +378,9 @@ fn a_long_prefill_does_not_stall_running_requests() {
         }
     }
     drop(running); // cancels the long-running request at its next token
-                   // Gaps between the running request's tokens that end while the long one runs.
+    drop(engine);
+    thread.shutdown();
+    // Gaps between the running request's tokens that end while the long one runs.
     let gaps: Vec<f64> = times
         .windows(2)
         .filter(|w| w[1] > started && w[1] <= done)
@@ -376,6 +392,15 @@ fn a_long_prefill_does_not_stall_running_requests() {
         gaps.len()
     );
     let worst = gaps.iter().cloned().fold(0f64, f64::max);
+    (worst, work_ms, prompt_tokens)
+}
+
+/// Chunked prefill: while a long text prompt is prefilled 256 positions at a time, a request
+/// that is already generating keeps producing tokens: the longest gap between its tokens during
+/// that prefill is a fraction of the whole prefill's time (it would be all of it unchunked).
+#[test]
+fn a_long_prefill_does_not_stall_running_requests() {
+    let (worst, prefill_ms, prompt_tokens) = longest_gap_while(text("word ".repeat(4000), 1), 256);
     eprintln!(
         "prefill of {prompt_tokens} tokens: {prefill_ms:.0} ms in chunks of 256; longest gap \
          between the running request's tokens {worst:.1} ms"
@@ -386,6 +411,126 @@ fn a_long_prefill_does_not_stall_running_requests() {
         "a gap of {worst:.1} ms against a prefill of {prefill_ms:.0} ms: the prefill stalled the \
          running request"
     );
+}
+
+/// The same for a prompt of about 7000 media positions (a 32-frame video and an AnyRes
+/// image): its vision tower runs one tile or frame per step (a tile is 729 positions, more
+/// than a 512-position chunk) and its prefill 512 positions per step, with the running
+/// request's decode steps in between.
+#[test]
+fn a_long_media_prompt_does_not_stall_running_requests() {
+    let long = GenRequest {
+        request: Request {
+            messages: vec![Message::new(
+                Role::User,
+                vec![Part::Image, Part::Video, Part::Text("Describe both.".into())],
+            )],
+            images: vec![photo("coffee.png")],
+            videos: vec![VideoInput::Path {
+                path: root().join("fixtures/video/clip_h264.mp4"),
+                frames: 32,
+            }],
+        },
+        ..text(String::new(), 1)
+    };
+    let (worst, work_ms, prompt_tokens) = longest_gap_while(long, 512);
+    eprintln!(
+        "media prompt of {prompt_tokens} positions: encode + prefill {work_ms:.0} ms, one tile or \
+         512 positions a step; longest gap between the running request's tokens {worst:.1} ms"
+    );
+    assert!(prompt_tokens > 6000, "{prompt_tokens}");
+    assert!(
+        worst < work_ms / 4.0,
+        "a gap of {worst:.1} ms against {work_ms:.0} ms of encode and prefill: the media prompt \
+         stalled the running request"
+    );
+}
+
+/// Preemption: under a KV-cache budget that holds the largest of the twelve requests alone
+/// but not all of them at once, running requests are preempted and recomputed, and every
+/// request ends with what it gives unconstrained (bitwise at the AVX2 and AVX-512 levels: the
+/// recomputed cache is built by the same prefill chunks and decode steps).
+#[test]
+fn preempted_requests_complete_with_the_unconstrained_outputs() {
+    let reqs = requests();
+    let free = BatchConfig {
+        queue_capacity: 64,
+        max_running: 8,
+        max_batched_tokens: 512,
+        encoder_cache_bytes: 0,
+        kv_cache_bytes: None,
+    };
+    let (unconstrained, _) = serve(free, &reqs);
+    let t = pipeline().model.config().text.clone();
+    let per_position = 2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * 4;
+    let largest = unconstrained.iter().map(|o| o.positions).max().expect("outcomes");
+    let total: usize = unconstrained.iter().map(|o| o.positions).sum();
+    let block = onevision_engine::worker::KV_BLOCK;
+    let budget = (largest.div_ceil(block) + 2) * block * per_position;
+    assert!(total * per_position > 2 * budget, "the budget would not bind");
+    let thread = Engine::start_with(
+        pipeline(),
+        BatchConfig {
+            kv_cache_bytes: Some(budget),
+            ..free
+        },
+    );
+    let (constrained, _) = serve_on(&thread.engine(), &reqs);
+    let preemptions = thread
+        .engine()
+        .stats()
+        .preemptions
+        .load(std::sync::atomic::Ordering::Relaxed);
+    thread.shutdown();
+    eprintln!(
+        "budget {budget} bytes ({largest} positions largest, {total} in all): {preemptions} \
+         preemptions"
+    );
+    assert!(preemptions > 0, "nothing was preempted");
+    let exact = onevision_nn::cpu::level() >= onevision_nn::cpu::KernelLevel::Avx2;
+    for (i, (c, u)) in constrained.iter().zip(&unconstrained).enumerate() {
+        if exact {
+            assert_eq!(c, u, "request {i}: preempted run differs");
+        } else {
+            assert_eq!(c.token_ids.len(), u.token_ids.len(), "request {i}");
+        }
+    }
+}
+
+/// A request that could not fit the KV-cache budget even alone is refused with an error that
+/// says so, and the engine goes on serving.
+#[test]
+fn a_request_over_the_kv_budget_is_refused_clearly() {
+    let t = pipeline().model.config().text.clone();
+    let per_position = 2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * 4;
+    let thread = Engine::start_with(
+        pipeline(),
+        BatchConfig {
+            kv_cache_bytes: Some(64 * per_position),
+            ..BatchConfig::default()
+        },
+    );
+    let engine = thread.engine();
+    let outcome = |r: GenRequest| {
+        let (tx, rx) = mpsc::channel();
+        engine
+            .submit(r, Box::new(move |e| tx.send(e).is_ok()))
+            .expect("queued");
+        loop {
+            match rx.recv_timeout(Duration::from_secs(120)).expect("an event") {
+                Event::Done { token_ids, .. } => break Ok(token_ids.len()),
+                Event::Failed(e) => break Err(e.to_string()),
+                _ => {}
+            }
+        }
+    };
+    // The prompt alone is over 64 positions.
+    let e = outcome(text("word ".repeat(100), 4)).expect_err("refused");
+    assert!(e.contains("--kv-cache-mb") && e.contains("64 positions"), "{e}");
+    // It fits at first, then grows past the budget while generating.
+    let e = outcome(text("Hi.".into(), 200)).expect_err("refused");
+    assert!(e.contains("--kv-cache-mb"), "{e}");
+    assert_eq!(outcome(text("Hi.".into(), 5)), Ok(5));
     drop(engine);
     thread.shutdown();
 }

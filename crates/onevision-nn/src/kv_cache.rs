@@ -19,6 +19,9 @@ struct Layer {
 #[derive(Debug)]
 pub struct KvCache {
     layers: Vec<Option<Layer>>,
+    /// Positions the owner granted (a scheduler's block budget); buffers grow to exactly this
+    /// when it covers what is needed, else by doubling.
+    reserved: usize,
 }
 
 /// Buffers start with room for this many positions beyond the prompt, then double.
@@ -39,7 +42,10 @@ impl Clone for KvCache {
                 })
             })
             .collect();
-        Self { layers }
+        Self {
+            layers,
+            reserved: self.reserved,
+        }
     }
 }
 
@@ -47,6 +53,22 @@ impl KvCache {
     pub fn new(num_layers: usize) -> Self {
         Self {
             layers: (0..num_layers).map(|_| None).collect(),
+            reserved: 0,
+        }
+    }
+
+    /// Room for `positions` in all: the next buffer growth allocates exactly that much (when it
+    /// covers the positions being appended), so a scheduler that grants memory in blocks
+    /// knows what each cache holds. 0 (the default) grows by doubling.
+    pub fn reserve(&mut self, positions: usize) {
+        self.reserved = positions;
+    }
+
+    /// Positions the buffers have room for (0 before the first append).
+    pub fn capacity(&self) -> usize {
+        match self.layers.first() {
+            Some(Some(l)) => l.k.dims()[2],
+            _ => 0,
         }
     }
 
@@ -79,7 +101,11 @@ impl KvCache {
             Some(l) => needed > l.k.dims()[2],
         };
         if grow {
-            let capacity = (needed + MIN_CAPACITY).next_power_of_two();
+            let capacity = if self.reserved >= needed {
+                self.reserved
+            } else {
+                (needed + MIN_CAPACITY).next_power_of_two()
+            };
             let new_k = Tensor::zeros((b, kvh, capacity, d), k.dtype(), k.device())?;
             let new_v = Tensor::zeros((b, kvh, capacity, d), v.dtype(), v.device())?;
             let len = match &self.layers[layer] {
@@ -105,9 +131,10 @@ impl KvCache {
         Ok((l.k.narrow(2, 0, l.len)?, l.v.narrow(2, 0, l.len)?))
     }
 
-    /// Forgets every cached position.
+    /// Forgets every cached position and frees the buffers (and the reservation).
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|l| *l = None);
+        self.reserved = 0;
     }
 }
 
@@ -150,5 +177,33 @@ mod tests {
             0.0,
             "the clone was written to"
         );
+    }
+
+    #[test]
+    fn a_reservation_sizes_the_buffers_exactly() {
+        let dev = Device::Cpu;
+        let mut c = KvCache::new(2);
+        let k = |t: usize| Tensor::ones((1, 2, t, 4), candle_core::DType::F32, &dev).unwrap();
+        c.reserve(48);
+        for layer in 0..2 {
+            c.append(layer, &k(40), &k(40)).unwrap();
+        }
+        assert_eq!((c.len(), c.capacity()), (40, 48));
+        c.reserve(64);
+        for layer in 0..2 {
+            c.append(layer, &k(8), &k(8)).unwrap();
+        }
+        assert_eq!((c.len(), c.capacity()), (48, 48), "no growth while it fits");
+        for layer in 0..2 {
+            c.append(layer, &k(1), &k(1)).unwrap();
+        }
+        assert_eq!((c.len(), c.capacity()), (49, 64));
+        // Past the reservation it grows by doubling, as without one.
+        for layer in 0..2 {
+            c.append(layer, &k(100), &k(100)).unwrap();
+        }
+        assert_eq!((c.len(), c.capacity()), (149, 512));
+        c.clear();
+        assert_eq!((c.len(), c.capacity()), (0, 0));
     }
 }

@@ -124,6 +124,7 @@ fn metered_sink(tx: UnboundedSender<Event>, metrics: Arc<Metrics>, arrived: Inst
                 ..
             } => {
                 metrics.add_generation_tokens(usage.completion_tokens.saturating_sub(counted));
+                metrics.observe_queue(timings.queue_ms / 1e3);
                 let elapsed = arrived.elapsed().as_secs_f64();
                 if *finish != Finish::Cancelled && usage.completion_tokens > 0 {
                     // The engine times from when it took the request; the queue wait is the

@@ -1,5 +1,6 @@
 //! An OpenAI-compatible HTTP server for LLaVA-OneVision: `POST /v1/chat/completions` (text,
-//! images and videos; streamed or not), `GET /v1/models`, `GET /health`, `GET /metrics`.
+//! images and videos; streamed or not), `GET /v1/models`, `GET /health` (liveness), `GET
+//! /ready` (readiness: a one-token generation), `GET /metrics` (Prometheus, vLLM's names).
 //!
 //! The model runs on the engine's worker thread (`onevision_engine::Engine`); this crate only
 //! parses and checks requests (`parse`), fetches media (`media`), queues requests on the
@@ -70,6 +71,9 @@ pub struct Limits {
     pub max_batched_tokens: usize,
     /// MiB of recent media's encoder output kept for reuse (0: none).
     pub encoder_cache_mb: usize,
+    /// MiB of KV cache the running requests may hold together (None: no limit); past it the
+    /// newest running request is preempted and recomputed later.
+    pub kv_cache_mb: Option<usize>,
     /// `max_tokens` when a request does not give one (capped by the context length).
     pub max_tokens_default: usize,
 }
@@ -86,6 +90,7 @@ impl Default for Limits {
             max_running: BatchConfig::default().max_running,
             max_batched_tokens: BatchConfig::default().max_batched_tokens,
             encoder_cache_mb: BatchConfig::default().encoder_cache_bytes >> 20,
+            kv_cache_mb: None,
             max_tokens_default: 512,
         }
     }
@@ -154,6 +159,7 @@ pub fn start_engine(mut pipeline: Pipeline, limits: &Limits) -> EngineThread {
             max_running: limits.max_running,
             max_batched_tokens: limits.max_batched_tokens,
             encoder_cache_bytes: limits.encoder_cache_mb << 20,
+            kv_cache_bytes: limits.kv_cache_mb.map(|mb| mb << 20),
         },
     )
 }
@@ -165,6 +171,8 @@ pub struct App {
     pub media: media::MediaPolicy,
     pub metrics: Arc<metrics::Metrics>,
     pub started_unix: u64,
+    /// Held while a readiness generation runs (one at a time).
+    pub readiness: tokio::sync::Mutex<()>,
 }
 
 /// rustls needs a process-wide crypto provider for the remote-media client (and for any
@@ -195,6 +203,7 @@ pub fn router(engine: Engine, config: ServeConfig) -> std::io::Result<Router> {
         started_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
+        readiness: tokio::sync::Mutex::new(()),
     });
     let v1 = Router::new()
         .route(CHAT_PATH, post(chat::chat_completions))
@@ -204,6 +213,7 @@ pub fn router(engine: Engine, config: ServeConfig) -> std::io::Result<Router> {
     Ok(Router::new()
         .merge(v1)
         .route("/health", get(routes::health))
+        .route("/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

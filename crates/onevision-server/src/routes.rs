@@ -1,15 +1,18 @@
-//! The small endpoints (`/v1/models`, `/health`, `/metrics`), the API-key check, the
+//! The small endpoints (`/v1/models`, `/health`, `/ready`, `/metrics`), the API-key check, the
 //! request counter and the OpenAI-shaped 404 / 405 fallbacks.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, Method, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+
+use onevision_engine::{Event, GenRequest, Request as GenPrompt, StopRules};
+use onevision_processor::{Message, Part, Role};
 
 use crate::error::ApiError;
 use crate::wire::{ModelCard, ModelList};
@@ -45,11 +48,81 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// How long the readiness generation may take before the server counts as not ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Readiness (a load balancer's or Kubernetes' readiness probe): one generated token of a
+/// fixed text prompt, queued on the engine like any request. 200 `{"status":"ready"}` when the
+/// token came; 503 with the reason when the queue is full, the server is shutting down, or the
+/// generation failed or took over a minute. Probes run one at a time (a second one waits for
+/// the first and runs its own).
+pub async fn ready(State(app): State<Arc<App>>) -> Response {
+    let _one = app.readiness.lock().await;
+    let started = Instant::now();
+    let request = GenRequest {
+        request: GenPrompt {
+            messages: vec![Message::new(Role::User, vec![Part::Text("Hello".into())])],
+            images: vec![],
+            videos: vec![],
+        },
+        sampling: Default::default(),
+        stop: StopRules {
+            max_new_tokens: 1,
+            ignore_eos: true,
+            ..Default::default()
+        },
+        logprobs: None,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let not_ready = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not ready", "reason": reason})),
+        )
+            .into_response()
+    };
+    if let Err(e) = app
+        .engine
+        .submit(request, Box::new(move |e: Event| tx.send(e).is_ok()))
+    {
+        return not_ready(e.to_string());
+    }
+    let outcome = tokio::time::timeout(READY_TIMEOUT, async {
+        loop {
+            match rx.recv().await {
+                Some(Event::Done { usage, .. }) if usage.completion_tokens == 1 => break Ok(()),
+                Some(Event::Done { finish, .. }) => {
+                    break Err(format!("the generation ended without a token ({finish:?})"))
+                }
+                Some(Event::Failed(e)) => break Err(format!("the generation failed: {e}")),
+                Some(_) => {}
+                None => break Err("the engine dropped the generation".into()),
+            }
+        }
+    })
+    .await;
+    match outcome {
+        Ok(Ok(())) => Json(serde_json::json!({
+            "status": "ready",
+            "generation_ms": started.elapsed().as_secs_f64() * 1e3,
+        }))
+        .into_response(),
+        Ok(Err(reason)) => not_ready(reason),
+        Err(_) => not_ready(format!(
+            "no token within {} s: the engine is overloaded or stuck",
+            READY_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let stats = app.engine.stats();
     let text = app.metrics.render(crate::metrics::EngineGauges {
-        queued: stats.queued.load(Ordering::SeqCst),
+        waiting: stats.queued.load(Ordering::SeqCst) + stats.preempted.load(Ordering::SeqCst),
         running: stats.running.load(Ordering::SeqCst),
+        preemptions: stats.preemptions.load(Ordering::Relaxed),
+        kv_used_bytes: stats.kv_used_bytes.load(Ordering::Relaxed),
+        kv_budget_bytes: stats.kv_budget_bytes.load(Ordering::Relaxed),
         encoder_cache_queries: stats.encoder_cache.queries.load(Ordering::Relaxed),
         encoder_cache_hits: stats.encoder_cache.hits.load(Ordering::Relaxed),
     });

@@ -606,10 +606,10 @@ async fn hostile_requests_get_clear_openai_errors() {
         .await
         .expect("text");
     assert!(
-        metrics.contains("onevision_requests_total{status=\"400\"}"),
+        metrics.contains("onevision:requests_total{status=\"400\"}"),
         "{metrics}"
     );
-    assert!(metrics.contains("onevision_queue_depth 0"), "{metrics}");
+    assert!(metrics.contains("onevision:num_requests_waiting 0"), "{metrics}");
 
     open.stop().await.expect("stop");
     guarded.stop().await.expect("stop");

@@ -122,7 +122,7 @@ async fn two_hundred_mixed_requests_at_concurrency_eight() {
         wall.as_secs_f64(),
     );
     assert_eq!(
-        server.metric("onevision_generation_tokens_total").await as u64,
+        server.metric("onevision:generation_tokens_total").await as u64,
         completion_tokens
     );
     server.stop().await.expect("clean stop");
@@ -155,7 +155,7 @@ async fn full_queue_answers_429() {
     let waiting_body = long.clone();
     let waiting = tokio::spawn(async move { http.post(url).json(&waiting_body).send().await });
     let deadline = Instant::now() + Duration::from_secs(20);
-    while server.metric("onevision_queue_depth").await < 1.0 {
+    while server.metric("onevision:num_requests_waiting").await < 1.0 {
         assert!(Instant::now() < deadline, "the second request never queued");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -186,7 +186,7 @@ async fn full_queue_answers_429() {
         .await
         .expect("text");
     assert!(
-        metrics.contains("onevision_requests_total{status=\"429\"} 1"),
+        metrics.contains("onevision:requests_total{status=\"429\"} 1"),
         "{metrics}"
     );
     server.stop().await.expect("clean stop");

@@ -380,19 +380,19 @@ async fn logprobs_models_health_and_metrics() {
         .expect("metrics text");
     let usage = &r["usage"];
     let generated = format!(
-        "onevision_generation_tokens_total {}",
+        "onevision:generation_tokens_total {}",
         usage["completion_tokens"]
     );
-    let prompt = format!("onevision_prompt_tokens_total {}", usage["prompt_tokens"]);
+    let prompt = format!("onevision:prompt_tokens_total {}", usage["prompt_tokens"]);
     for needle in [
-        "onevision_requests_total{status=\"200\"} 1",
+        "onevision:requests_total{status=\"200\"} 1",
         prompt.as_str(),
         generated.as_str(),
-        "onevision_queue_depth 0",
-        "onevision_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
-        "onevision_time_to_first_token_seconds_sum ",
-        "onevision_time_per_output_token_seconds_count 1",
-        "onevision_request_duration_seconds_count 1",
+        "onevision:num_requests_waiting 0",
+        "onevision:time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
+        "onevision:time_to_first_token_seconds_sum ",
+        "onevision:time_per_output_token_seconds_count 1",
+        "onevision:e2e_request_latency_seconds_count 1",
     ] {
         assert!(
             metrics.contains(needle),
@@ -431,7 +431,7 @@ async fn disconnect_cancels_generation() {
     drop(resp);
 
     server.wait_idle(Duration::from_secs(20)).await;
-    let generated = server.metric("onevision_generation_tokens_total").await;
+    let generated = server.metric("onevision:generation_tokens_total").await;
     assert!(
         generated < 1000.0,
         "the cancelled request went on generating: {generated} tokens"
@@ -481,7 +481,7 @@ async fn graceful_shutdown_drains_in_flight_requests() {
     });
     // Wait until the engine runs it.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while server.metric("onevision_requests_running").await == 0.0 {
+    while server.metric("onevision:num_requests_running").await == 0.0 {
         assert!(Instant::now() < deadline, "the request never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

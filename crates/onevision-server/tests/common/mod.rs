@@ -148,8 +148,8 @@ impl TestServer {
     pub async fn wait_idle(&self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let busy = self.metric("onevision_requests_running").await
-                + self.metric("onevision_queue_depth").await;
+            let busy = self.metric("onevision:num_requests_running").await
+                + self.metric("onevision:num_requests_waiting").await;
             if busy == 0.0 {
                 return;
             }

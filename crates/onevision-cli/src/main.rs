@@ -8,6 +8,7 @@
 //! checkpoint directories or Hugging Face repo ids found in the local cache (`checkpoint.rs`).
 
 mod bench;
+mod bench_serve;
 mod chat;
 mod checkpoint;
 mod default_model;
@@ -99,6 +100,10 @@ enum Command {
     /// Time one request stage by stage on a checkpoint (preprocess, vision encode, prefill,
     /// first token, decode, peak memory); medians after a warm-up. Table or --json.
     Bench(perf::BenchArgs),
+    /// Serving throughput: waves of concurrent text requests through the batching engine and
+    /// the one-at-a-time engine (max_running 1) in the same run; generated tokens/s, decode
+    /// tokens/s, p50/p99 TTFT and time per output token.
+    BenchServe(bench_serve::BenchServeArgs),
     /// Write a split of the procedural shape world (scenes of colored shapes, PNG) as LLaVA
     /// JSON samples: captions, detailed descriptions, color, shape, counting, position and
     /// multiple-choice questions, each with its `task` family. Deterministic per seed; train
@@ -187,6 +192,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval::run(*args),
         Command::BenchPreprocess(args) => bench::run(args).map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => perf::run(args).map(|_| ExitCode::SUCCESS),
+        Command::BenchServe(args) => bench_serve::run(args).map(|_| ExitCode::SUCCESS),
         Command::World(args) => world::run(args).map(|_| ExitCode::SUCCESS),
         Command::Nano(args) => nano::run(args).map(|_| ExitCode::SUCCESS),
         Command::FixtureCheck {

@@ -110,6 +110,11 @@ pub struct EngineStats {
     pub kv_used_bytes: AtomicUsize,
     /// The KV-cache budget in bytes (0: no limit).
     pub kv_budget_bytes: AtomicUsize,
+    /// Batched decode steps run, the rows they decoded (one per generating or replaying
+    /// request) and the nanoseconds they took: decode throughput without the prompt work.
+    pub decode_steps: AtomicU64,
+    pub decode_rows: AtomicU64,
+    pub decode_nanos: AtomicU64,
     /// The encoder cache's lookups and hits.
     pub encoder_cache: EncoderCacheStats,
 }
@@ -533,11 +538,19 @@ fn schedule(
                 ensure(&mut running, i, need, &mut kv, stats);
             }
         }
+        let rows = running.iter().filter(|s| s.is_decoding()).count();
+        let t0 = Instant::now();
         guarded(
             &mut running,
             |s| s.is_decoding(),
             |seqs| decode_step(pipeline, seqs),
         );
+        if rows > 0 {
+            stats.decode_steps.fetch_add(1, Ordering::Relaxed);
+            stats.decode_rows.fetch_add(rows as u64, Ordering::Relaxed);
+            let nanos = t0.elapsed().as_nanos() as u64;
+            stats.decode_nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
         // Ended requests give their blocks back; preempted ones wait, in admission order.
         let mut kept = Vec::with_capacity(running.len());
         for seq in running.drain(..) {

@@ -38,8 +38,10 @@ fn main() -> candle_core::Result<()> {
         onevision_nn::cpu::detected(),
         rayon::current_num_threads()
     );
-    if std::env::args().nth(1).as_deref() == Some("decode") {
-        return decode_sweep();
+    match std::env::args().nth(1).as_deref() {
+        Some("decode") => return decode_sweep(),
+        Some("rows") => return rows_sweep(),
+        _ => {}
     }
     let shapes = [
         (3713, 896, 896),
@@ -181,7 +183,7 @@ fn rows_sweep() -> candle_core::Result<()> {
     let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?;
     let wf: Vec<f32> = w.flatten_all()?.to_vec1()?;
     let wb: Vec<bf16> = wf.iter().map(|&x| bf16::from_f32(x)).collect();
-    for m in [1, 2, 4, 7, 8, 12, 15, 16, 24] {
+    for m in [1, 2, 4, 7, 8, 12, 15, 16, 24, 32, 64, 96, 128, 256] {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
         let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
         let mut c = vec![0f32; m * n];

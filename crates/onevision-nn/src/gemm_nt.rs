@@ -42,11 +42,12 @@ pub const TILE_COLS: usize = NR;
 /// Columns of C per accumulator block (`MC × NC` f32 in L2).
 const NC: usize = 512;
 /// Below this many rows the dot-product kernel runs (each weight row read once from memory for
-/// all rows, no packing), above it the packed GEMM. 16, not 8: a batched decode step of up to
-/// 15 sequences then keeps each row's bits equal to the sequence's own step. (The dot kernel's
-/// speed at 8-15 rows against the packed GEMM is printed by gemm_bench's rows sweep; not yet
-/// measured.)
-pub const MIN_ROWS_PACKED: usize = 16;
+/// all rows, no packing), above it the packed GEMM, whose packing of the whole weight costs a
+/// fixed ~12 ms on a (4864, 896) f32 weight. gemm_bench's rows sweep on a 2-core AVX2 EPYC
+/// (2026-12-07): dots 2.6 ms at 15 rows, packed 13.8 ms at 16, 30.8 ms at 128 (dots there:
+/// about 22 ms), 38.8 ms at 256; so 128. A batched decode step of up to 127 sequences also
+/// keeps each row's bits equal to the sequence's own step.
+pub const MIN_ROWS_PACKED: usize = 128;
 
 /// Whether the f32 kernels run (the AVX2 level or above).
 pub fn has_f32() -> bool {

@@ -103,6 +103,10 @@ impl Linear {
     }
 }
 
+/// Products of fewer rows than this (decode steps, batched) use the quantized decode weight;
+/// prompts keep the compute dtype.
+const QUANTIZED_MAX_ROWS: usize = 16;
+
 impl Module for Linear {
     /// `x·Wᵀ` runs on [`gemm_nt`](crate::gemm_nt)'s AVX-512 kernels when the CPU has them
     /// (bf16 always, f32 for a few rows), else on candle's matmul; both are differentiable.
@@ -116,7 +120,7 @@ impl Module for Linear {
             || self.bias.as_ref().is_some_and(|b| b.track_op());
         if let Some(qw) = &self.decode_weight {
             let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
-            if !tracking && rows < gemm_nt::MIN_ROWS_PACKED {
+            if !tracking && rows < QUANTIZED_MAX_ROWS {
                 let bias = self.bias32.as_deref().map(Vec::as_slice);
                 return quantized_forward(qw, x, bias)?.to_dtype(x.dtype());
             }

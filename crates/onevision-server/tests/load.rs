@@ -1,25 +1,21 @@
-//! A bounded load test on 127.0.0.1: 200 requests (text and image, mixed) at concurrency 8
-//! through async-openai, all answered without error; latency percentiles and throughput
-//! printed. And the bounded queue: with room for one waiting request, the next is a 429.
+//! A bounded load test on 127.0.0.1: 300 mixed requests (text, an image, an image pair, a
+//! video; greedy and sampled; some streamed) at concurrency 16 against an engine batching 8 at
+//! once, all answered without error and none lost; latency percentiles and throughput
+//! printed. And the bounded queue: with room for one waiting request, the next is a 429, and
+//! the readiness check says the server is busy.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_openai::types::chat::{
-    ChatCompletionRequestMessage, ChatCompletionRequestMessageContentPartImage,
-    ChatCompletionRequestMessageContentPartText, ChatCompletionRequestUserMessage,
-    ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
-    CreateChatCompletionRequestArgs, ImageUrl,
-};
 use common::*;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-const REQUESTS: usize = 200;
-const CONCURRENCY: usize = 8;
-const MAX_TOKENS: u32 = 8;
+const REQUESTS: usize = 300;
+const CONCURRENCY: usize = 16;
+const MAX_TOKENS: u64 = 8;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -27,14 +23,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_mixed_requests_at_concurrency_eight() {
+async fn three_hundred_mixed_requests_at_concurrency_sixteen() {
     let mut cfg = config();
     cfg.limits.queue_capacity = 64;
-    let server = TestServer::start(cfg).await;
-    let client = Arc::new(server.openai("unused"));
-    // A small image (64x48 RGB PNG) keeps the image requests on the same order of cost as
-    // the text ones; it still takes the whole vision path (AnyRes tiles, tower, packing).
+    cfg.limits.max_running = 8;
+    let server = Arc::new(TestServer::start(cfg).await);
+    // Small media keep each request on the order of a text one's cost; each still takes its
+    // whole path (AnyRes tiles, the pad path for a pair, video frames and pooling).
     let image = fixture_data_uri("image/png", "images/formats/rgb.png");
+    let video = fixture_data_uri("video/mp4", "video/clip_h264.mp4");
 
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let start = Instant::now();
@@ -45,43 +42,53 @@ async fn two_hundred_mixed_requests_at_concurrency_eight() {
             .acquire_owned()
             .await
             .expect("semaphore open");
-        let client = client.clone();
-        let mut parts = vec![ChatCompletionRequestUserMessageContentPart::Text(
-            ChatCompletionRequestMessageContentPartText {
-                text: format!("Request {i}: say something."),
-                prompt_cache_breakpoint: None,
-            },
-        )];
-        if i % 2 == 1 {
-            parts.insert(
-                0,
-                ChatCompletionRequestUserMessageContentPart::ImageUrl(
-                    ChatCompletionRequestMessageContentPartImage {
-                        image_url: ImageUrl {
-                            url: image.clone(),
-                            detail: None,
-                        },
-                        prompt_cache_breakpoint: None,
-                    },
-                ),
-            );
+        let text = json!({"type": "text", "text": format!("Request {i}: say something.")});
+        let img = json!({"type": "image_url", "image_url": {"url": image}});
+        let content = match i % 4 {
+            0 => vec![text],
+            1 => vec![img, text],
+            2 => vec![img.clone(), img, text],
+            _ => vec![
+                json!({"type": "video_url", "video_url": {"url": video, "num_frames": 4}}),
+                text,
+            ],
+        };
+        let mut body = json!({
+            "model": MODEL,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": MAX_TOKENS,
+            "seed": i,
+            "temperature": if i % 3 == 0 { 0.0 } else { 0.7 },
+        });
+        let streamed = i % 5 == 0;
+        if streamed {
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({"include_usage": true});
         }
-        let request = CreateChatCompletionRequestArgs::default()
-            .model(MODEL)
-            .messages(vec![ChatCompletionRequestMessage::User(
-                ChatCompletionRequestUserMessage {
-                    content: ChatCompletionRequestUserMessageContent::Array(parts),
-                    name: None,
-                },
-            )])
-            .max_completion_tokens(MAX_TOKENS)
-            .temperature(0.7f32)
-            .seed(i as i64)
-            .build()
-            .expect("request builds");
+        let server = server.clone();
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let result = client.chat().create(request).await;
+            let result = if streamed {
+                let (status, v) = server.post_raw(body.to_string(), None).await;
+                let text = v.as_str().unwrap_or_default();
+                // The last data event before [DONE] carries the usage.
+                let events = sse_data(text);
+                let usage = events
+                    .iter()
+                    .rev()
+                    .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+                    .find_map(|v| v["usage"]["completion_tokens"].as_u64());
+                match (status, usage, events.last().map(String::as_str)) {
+                    (200, Some(n), Some("[DONE]")) => Ok(n),
+                    _ => Err(format!("stream {status}: {v}")),
+                }
+            } else {
+                let (status, v) = server.post(&body).await;
+                match (status, v["usage"]["completion_tokens"].as_u64()) {
+                    (200, Some(n)) => Ok(n),
+                    _ => Err(format!("{status}: {v}")),
+                }
+            };
             drop(permit);
             (t.elapsed(), result)
         }));
@@ -92,13 +99,12 @@ async fn two_hundred_mixed_requests_at_concurrency_eight() {
     for task in tasks {
         let (latency, result) = task.await.expect("request task");
         match result {
-            Ok(r) => {
-                let usage = r.usage.expect("usage");
-                assert!(usage.completion_tokens >= 1 && usage.completion_tokens <= MAX_TOKENS);
-                completion_tokens += usage.completion_tokens as u64;
+            Ok(n) => {
+                assert!((1..=MAX_TOKENS).contains(&n), "{n} tokens");
+                completion_tokens += n;
                 latencies.push(latency);
             }
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(e),
         }
     }
     let wall = start.elapsed();
@@ -108,12 +114,12 @@ async fn two_hundred_mixed_requests_at_concurrency_eight() {
         errors.len(),
         errors.first()
     );
-    assert_eq!(latencies.len(), REQUESTS);
+    assert_eq!(latencies.len(), REQUESTS, "requests lost");
     latencies.sort();
     eprintln!(
-        "load: {REQUESTS} requests (half with an image), concurrency {CONCURRENCY}, max_tokens \
-         {MAX_TOKENS}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.1} requests/s, {:.1} \
-         generated tokens/s ({completion_tokens} tokens in {:.2} s)",
+        "load: {REQUESTS} mixed requests (text, image, image pair, video), concurrency \
+         {CONCURRENCY}, max_tokens {MAX_TOKENS}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.1} \
+         requests/s, {:.1} generated tokens/s ({completion_tokens} tokens in {:.2} s)",
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies[REQUESTS - 1].as_secs_f64() * 1e3,
@@ -125,7 +131,17 @@ async fn two_hundred_mixed_requests_at_concurrency_eight() {
         server.metric("onevision:generation_tokens_total").await as u64,
         completion_tokens
     );
-    server.stop().await.expect("clean stop");
+    let answered = server.metric("onevision:requests_total{status=\"200\"}").await;
+    assert_eq!(answered as usize, REQUESTS);
+    // The 150 image requests share one image (and the 75 pairs two copies of it): the encoder
+    // cache served all but the first.
+    assert!(server.metric("onevision:mm_cache_hits_total").await > 100.0);
+    Arc::try_unwrap(server)
+        .ok()
+        .expect("every task ended")
+        .stop()
+        .await
+        .expect("clean stop");
 }
 
 /// Queue capacity 1 and one request at a time: one request runs, one waits, the next is
@@ -163,6 +179,11 @@ async fn full_queue_answers_429() {
     let t = Instant::now();
     let (status, body) = server.post(&long).await;
     assert_eq!(status, 429, "{body}");
+    // The readiness check is a request too: the server is not ready for more.
+    let ready = server.http.get(server.url("/ready")).send().await.expect("ready");
+    assert_eq!(ready.status(), 503);
+    let reason = ready.text().await.expect("body");
+    assert!(reason.contains("busy"), "{reason}");
     let message = assert_error_shape(&body, "queue full");
     assert!(message.contains("retry"), "{message}");
     assert!(t.elapsed() < Duration::from_secs(2), "a 429 is immediate");
@@ -179,6 +200,10 @@ async fn full_queue_answers_429() {
         }))
         .await;
     assert_eq!(status, 200, "{body}");
+    let ready = server.http.get(server.url("/ready")).send().await.expect("ready");
+    assert_eq!(ready.status(), 200);
+    let v: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(v["status"], "ready", "{v}");
     let metrics = reqwest::get(server.url("/metrics"))
         .await
         .expect("metrics")

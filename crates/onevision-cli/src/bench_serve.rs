@@ -24,7 +24,12 @@ pub struct BenchServeArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Concurrencies to measure, each a wave of that many requests sent at once.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,8,16", value_name = "N,N,...")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,4,8,16",
+        value_name = "N,N,..."
+    )]
     concurrency: Vec<usize>,
     /// Prompt length to aim at (the prompts are random words; each request's own).
     #[arg(long, default_value_t = 500, value_name = "N")]
@@ -96,7 +101,10 @@ fn prompt(seed: u64, words: usize) -> String {
 fn request(seed: u64, words: usize, max_tokens: usize) -> GenRequest {
     GenRequest {
         request: Request {
-            messages: vec![Message::new(Role::User, vec![Part::Text(prompt(seed, words))])],
+            messages: vec![Message::new(
+                Role::User,
+                vec![Part::Text(prompt(seed, words))],
+            )],
             images: vec![],
             videos: vec![],
         },
@@ -257,7 +265,9 @@ pub fn run(args: BenchServeArgs) -> Result<()> {
         let base = levels
             .iter()
             .find(|b| b.engine == l.engine && b.concurrency == 1)
-            .map_or(f64::NAN, |b| l.generated_tokens_per_s / b.generated_tokens_per_s);
+            .map_or(f64::NAN, |b| {
+                l.generated_tokens_per_s / b.generated_tokens_per_s
+            });
         println!(
             "| {} (max_running {}) | {} | {:.0} | {:.2} | {:.2} ({:.1}) | {:.2} / {:.2} | {:.0} / {:.0} | {:.2}x |",
             l.engine,

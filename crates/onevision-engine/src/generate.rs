@@ -198,12 +198,18 @@ enum Phase {
         tiles_done: usize,
     },
     /// The first `done` positions of the prompt's embeddings are in the cache.
-    Prefill { done: usize },
+    Prefill {
+        done: usize,
+    },
     /// Recomputing after a preemption: `generated[next]` goes through the decoder next, without
     /// sampling (its successor was chosen before).
-    Replay { next: usize },
+    Replay {
+        next: usize,
+    },
     /// The last sampled token, to be fed to the decoder next.
-    Decode { next: u32 },
+    Decode {
+        next: u32,
+    },
     Ended,
 }
 

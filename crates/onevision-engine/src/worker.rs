@@ -326,8 +326,11 @@ struct KvBudget {
 impl KvBudget {
     fn new(pipeline: &Pipeline, bytes: Option<usize>) -> Self {
         let t = &pipeline.model.config().text;
-        let per_position =
-            2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * pipeline.model.dtype().size_in_bytes();
+        let per_position = 2
+            * t.num_hidden_layers
+            * t.num_key_value_heads
+            * t.head_dim
+            * pipeline.model.dtype().size_in_bytes();
         let bytes_per_block = (per_position * KV_BLOCK).max(1);
         Self {
             bytes_per_block,
@@ -341,7 +344,8 @@ impl KvBudget {
     }
 
     fn free(&self) -> usize {
-        self.total.map_or(usize::MAX, |t| t.saturating_sub(self.used))
+        self.total
+            .map_or(usize::MAX, |t| t.saturating_sub(self.used))
     }
 
     /// Whether a request of `positions` could run were it alone.

@@ -353,7 +353,10 @@ fn longest_gap_while(long: GenRequest, chunk: usize) -> (f64, f64, usize) {
     }
     let (tx, long_rx) = mpsc::channel();
     engine
-        .submit(long, Box::new(move |e| tx.send((Instant::now(), e)).is_ok()))
+        .submit(
+            long,
+            Box::new(move |e| tx.send((Instant::now(), e)).is_ok()),
+        )
         .expect("queued");
     let mut started = None;
     let (work_ms, prompt_tokens, done) = loop {
@@ -423,7 +426,11 @@ fn a_long_media_prompt_does_not_stall_running_requests() {
         request: Request {
             messages: vec![Message::new(
                 Role::User,
-                vec![Part::Image, Part::Video, Part::Text("Describe both.".into())],
+                vec![
+                    Part::Image,
+                    Part::Video,
+                    Part::Text("Describe both.".into()),
+                ],
             )],
             images: vec![photo("coffee.png")],
             videos: vec![VideoInput::Path {
@@ -463,11 +470,18 @@ fn preempted_requests_complete_with_the_unconstrained_outputs() {
     let (unconstrained, _) = serve(free, &reqs);
     let t = pipeline().model.config().text.clone();
     let per_position = 2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * 4;
-    let largest = unconstrained.iter().map(|o| o.positions).max().expect("outcomes");
+    let largest = unconstrained
+        .iter()
+        .map(|o| o.positions)
+        .max()
+        .expect("outcomes");
     let total: usize = unconstrained.iter().map(|o| o.positions).sum();
     let block = onevision_engine::worker::KV_BLOCK;
     let budget = (largest.div_ceil(block) + 2) * block * per_position;
-    assert!(total * per_position > 2 * budget, "the budget would not bind");
+    assert!(
+        total * per_position > 2 * budget,
+        "the budget would not bind"
+    );
     let thread = Engine::start_with(
         pipeline(),
         BatchConfig {
@@ -526,7 +540,10 @@ fn a_request_over_the_kv_budget_is_refused_clearly() {
     };
     // The prompt alone is over 64 positions.
     let e = outcome(text("word ".repeat(100), 4)).expect_err("refused");
-    assert!(e.contains("--kv-cache-mb") && e.contains("64 positions"), "{e}");
+    assert!(
+        e.contains("--kv-cache-mb") && e.contains("64 positions"),
+        "{e}"
+    );
     // It fits at first, then grows past the budget while generating.
     let e = outcome(text("Hi.".into(), 200)).expect_err("refused");
     assert!(e.contains("--kv-cache-mb"), "{e}");

@@ -609,7 +609,10 @@ async fn hostile_requests_get_clear_openai_errors() {
         metrics.contains("onevision:requests_total{status=\"400\"}"),
         "{metrics}"
     );
-    assert!(metrics.contains("onevision:num_requests_waiting 0"), "{metrics}");
+    assert!(
+        metrics.contains("onevision:num_requests_waiting 0"),
+        "{metrics}"
+    );
 
     open.stop().await.expect("stop");
     guarded.stop().await.expect("stop");

@@ -131,7 +131,9 @@ async fn three_hundred_mixed_requests_at_concurrency_sixteen() {
         server.metric("onevision:generation_tokens_total").await as u64,
         completion_tokens
     );
-    let answered = server.metric("onevision:requests_total{status=\"200\"}").await;
+    let answered = server
+        .metric("onevision:requests_total{status=\"200\"}")
+        .await;
     assert_eq!(answered as usize, REQUESTS);
     // The 150 image requests share one image (and the 75 pairs two copies of it): the encoder
     // cache served all but the first.
@@ -180,7 +182,12 @@ async fn full_queue_answers_429() {
     let (status, body) = server.post(&long).await;
     assert_eq!(status, 429, "{body}");
     // The readiness check is a request too: the server is not ready for more.
-    let ready = server.http.get(server.url("/ready")).send().await.expect("ready");
+    let ready = server
+        .http
+        .get(server.url("/ready"))
+        .send()
+        .await
+        .expect("ready");
     assert_eq!(ready.status(), 503);
     let reason = ready.text().await.expect("body");
     assert!(reason.contains("busy"), "{reason}");
@@ -200,7 +207,12 @@ async fn full_queue_answers_429() {
         }))
         .await;
     assert_eq!(status, 200, "{body}");
-    let ready = server.http.get(server.url("/ready")).send().await.expect("ready");
+    let ready = server
+        .http
+        .get(server.url("/ready"))
+        .send()
+        .await
+        .expect("ready");
     assert_eq!(ready.status(), 200);
     let v: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(v["status"], "ready", "{v}");

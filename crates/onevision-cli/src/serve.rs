@@ -112,7 +112,7 @@ fn memory_limit() -> Option<u64> {
 pub fn run(args: ServeArgs) -> Result<()> {
     let kv_cache_mb = match args.kv_cache_mb {
         Some(mb) => mb as usize,
-        None => memory_limit().map_or(4096, |b| (b / 4 >> 20).max(64) as usize),
+        None => memory_limit().map_or(4096, |b| ((b / 4) >> 20).max(64) as usize),
     };
     let (model, pipeline) = args.model.load()?;
     let config = ServeConfig {

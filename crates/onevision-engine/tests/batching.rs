@@ -124,6 +124,9 @@ fn requests() -> Vec<GenRequest> {
     out
 }
 
+/// An alternative token: (id, log-probability bits).
+type Alternative = (u32, u32);
+
 /// What one request produced, and when.
 #[derive(Debug, PartialEq)]
 struct Outcome {
@@ -132,7 +135,7 @@ struct Outcome {
     streamed: String,
     finish: Finish,
     /// Each reported token's (id, log-probability bits, alternatives' ids and bits).
-    logprobs: Vec<(u32, u32, Vec<(u32, u32)>)>,
+    logprobs: Vec<(u32, u32, Vec<Alternative>)>,
     /// Prompt and generated positions.
     positions: usize,
 }
@@ -363,7 +366,6 @@ fn longest_gap_while(long: GenRequest, chunk: usize) -> (f64, f64, usize) {
         match long_rx.recv().expect("the long request ends") {
             (at, Event::Started { .. }) => started = Some(at),
             (at, Event::Done { timings, usage, .. }) => {
-                eprintln!("long request: {timings:?}");
                 break (
                     timings.encode_ms + timings.prefill_ms,
                     usage.prompt_tokens,
@@ -453,6 +455,12 @@ fn a_long_media_prompt_does_not_stall_running_requests() {
     );
 }
 
+/// Bytes of f32 keys and values per cache position of the test checkpoint.
+fn kv_bytes_per_position() -> usize {
+    let t = pipeline().model.config().text.clone();
+    2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * 4
+}
+
 /// Preemption: under a KV-cache budget that holds the largest of the twelve requests alone
 /// but not all of them at once, running requests are preempted and recomputed, and every
 /// request ends with what it gives unconstrained (bitwise at the AVX2 and AVX-512 levels: the
@@ -468,8 +476,7 @@ fn preempted_requests_complete_with_the_unconstrained_outputs() {
         kv_cache_bytes: None,
     };
     let (unconstrained, _) = serve(free, &reqs);
-    let t = pipeline().model.config().text.clone();
-    let per_position = 2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * 4;
+    let per_position = kv_bytes_per_position();
     let largest = unconstrained
         .iter()
         .map(|o| o.positions)
@@ -515,8 +522,7 @@ fn preempted_requests_complete_with_the_unconstrained_outputs() {
 /// says so, and the engine goes on serving.
 #[test]
 fn a_request_over_the_kv_budget_is_refused_clearly() {
-    let t = pipeline().model.config().text.clone();
-    let per_position = 2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * 4;
+    let per_position = kv_bytes_per_position();
     let thread = Engine::start_with(
         pipeline(),
         BatchConfig {

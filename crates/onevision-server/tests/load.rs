@@ -182,15 +182,15 @@ async fn full_queue_answers_429() {
     let (status, body) = server.post(&long).await;
     assert_eq!(status, 429, "{body}");
     // The readiness check is a request too: the server is not ready for more.
-    let ready = server
-        .http
-        .get(server.url("/ready"))
-        .send()
-        .await
-        .expect("ready");
-    assert_eq!(ready.status(), 503);
-    let reason = ready.text().await.expect("body");
-    assert!(reason.contains("busy"), "{reason}");
+    let (status, reason) = server.get("/ready").await;
+    assert_eq!(status, 503);
+    assert!(
+        reason["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("busy"),
+        "{reason}"
+    );
     let message = assert_error_shape(&body, "queue full");
     assert!(message.contains("retry"), "{message}");
     assert!(t.elapsed() < Duration::from_secs(2), "a 429 is immediate");
@@ -207,14 +207,8 @@ async fn full_queue_answers_429() {
         }))
         .await;
     assert_eq!(status, 200, "{body}");
-    let ready = server
-        .http
-        .get(server.url("/ready"))
-        .send()
-        .await
-        .expect("ready");
-    assert_eq!(ready.status(), 200);
-    let v: serde_json::Value = ready.json().await.expect("json");
+    let (status, v) = server.get("/ready").await;
+    assert_eq!(status, 200);
     assert_eq!(v["status"], "ready", "{v}");
     let metrics = reqwest::get(server.url("/metrics"))
         .await

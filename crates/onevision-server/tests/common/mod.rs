@@ -123,6 +123,20 @@ impl TestServer {
         (status, json)
     }
 
+    /// `GET path`: the status and the body as JSON (a string when it is not JSON).
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body read");
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json)
+    }
+
     pub async fn post(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
         self.post_raw(body.to_string(), None).await
     }

@@ -809,9 +809,9 @@ unsafe fn step<S: F32s, T: Widen, const ODD: bool>(
     }
 }
 
-/// Rows of `a` at once in the dot-product kernel (each row's four accumulators and two widened
-/// pairs of `b` fit the 16 ymm of AVX2; `a` is read from memory operands).
-const DR: usize = 2;
+/// Columns of `b` per register tile of the dot-product kernel: two weight rows are read side by
+/// side, so that each load of a widened row of `a` feeds two multiply-adds.
+const DC: usize = 2;
 
 /// Bytes ahead of the weights being read that the dot-product loops prefetch.
 const PREFETCH: usize = 2048;
@@ -829,11 +829,14 @@ struct Dots<'a, T> {
 
 impl<T: Widen> Kernel for Dots<'_, T> {
     type Output = ();
-    /// One column of `b` at a time, start to end: the weights are read as one sequential stream.
-    /// (Interleaving the rows of four columns, to share each widened load of `a`, halved the
-    /// bandwidth one core draws from memory: 8.8 against 17.4 GB/s for bf16 rows of 896.) The
-    /// rows of `a` are widened once, into f32 in [`Widen::load2`]'s order, so that only `b` is
-    /// widened in the loop.
+    /// Register tiles of up to [`DC`] columns × `GEMM_ROWS / 2` rows (AVX-512: 2 × 6, AVX2:
+    /// 2 × 3): per `2·LANES` elements, one widened load of `b` per column and one load of `a`
+    /// per row feed `DC·R` pairs of multiply-adds (the kernel with one column at a time was
+    /// bound by the loads of `a`, one per multiply-add). Every (row, column) pair has the same
+    /// two accumulators and the same order whatever tile it falls in, so that a row's result
+    /// does not depend on the rows it was computed with: what makes a batched decode step equal
+    /// to one sequence's, bit for bit. The rows of `a` are widened once, into f32 in
+    /// [`Widen::load2`]'s order, so that only `b` is widened in the loop.
     #[inline(always)]
     unsafe fn run<S: F32s>(self) {
         let (k, l) = (self.k, S::LANES);
@@ -849,25 +852,49 @@ impl<T: Widen> Kernel for Dots<'_, T> {
                 kk += 2 * l;
             }
         }
-        let w = wide.as_ptr();
-        for j in 0..self.cols {
-            let bj = self.b.as_ptr().add(j * k);
+        let rows_per_tile = S::GEMM_ROWS / 2;
+        let t = TileArgs {
+            k,
+            body,
+            w: wide.as_ptr(),
+            a: self.a.as_ptr(),
+            b: self.b.as_ptr(),
+        };
+        let mut j = 0;
+        while j < self.cols {
+            let nc = DC.min(self.cols - j);
             let mut i = 0;
             while i < self.rows {
-                let (wi, ai) = (w.add(i * body), self.a.as_ptr().add(i * k));
-                let (sums, nr) = if self.rows - i >= DR {
-                    (dot_rows::<S, T, DR>(k, body, wi, ai, bj), DR)
+                let nr = rows_per_tile.min(self.rows - i);
+                let out = self.out.as_mut_ptr().add(i * self.ldo + j);
+                macro_rules! tile {
+                    ($c:literal, $($r:literal)+) => {
+                        match nr {
+                            $($r => dot_tile::<S, T, $c, $r>(&t, i, j, out, self.ldo),)+
+                            _ => unreachable!("at most GEMM_ROWS / 2 rows"),
+                        }
+                    };
+                }
+                if nc == DC {
+                    tile!(2, 1 2 3 4 5 6);
                 } else {
-                    let [one] = dot_rows::<S, T, 1>(k, body, wi, ai, bj);
-                    ([one; DR], 1)
-                };
-                for (r, v) in sums.iter().enumerate().take(nr) {
-                    self.out[(i + r) * self.ldo + j] = *v;
+                    tile!(1, 1 2 3 4 5 6);
                 }
                 i += nr;
             }
+            j += nc;
         }
     }
+}
+
+/// The operands of [`dot_tile`]: `w` holds the rows of `a` widened over `body` elements,
+/// `body` apart; `a` the rows themselves (for the tail) and `b` the columns, `k` apart.
+struct TileArgs<T> {
+    k: usize,
+    body: usize,
+    w: *const f32,
+    a: *const T,
+    b: *const T,
 }
 
 /// Elements `from..k` of one row of `a` and one of `b`, widened straight from the operands
@@ -897,52 +924,46 @@ unsafe fn dot_tail<S: F32s, T: Widen>(
     s
 }
 
-/// `R` rows' dot products with the column `b`, which is read and widened once for all of them.
-/// Each row has four accumulators (two pairs of `2·LANES` elements per iteration, so that the
-/// multiply-adds' latency is hidden behind the loads), and its arithmetic is the same whatever
-/// `R` is: a row's result does not depend on the rows it was computed with (what makes a
-/// batched decode step equal to one sequence's, bit for bit). `w` holds the rows widened over
-/// `body` elements, `body` apart; `a` the rows themselves (for the tail), `k` apart.
+/// Rows `i0..i0 + R` times columns `j0..j0 + C`, stored at `out` (row stride `ldo`). Each pair
+/// has two accumulators, one for each half of a `2·LANES` block (so that a single pair's
+/// multiply-adds overlap their latency), then the tail on the second, then the sum of the two:
+/// the same for every `C` and `R`.
 #[inline(always)]
-unsafe fn dot_rows<S: F32s, T: Widen, const R: usize>(
-    k: usize,
-    body: usize,
-    w: *const f32,
-    a: *const T,
-    b: *const T,
-) -> [f32; R] {
-    let l = S::LANES;
-    let mut s = [[S::zero(); 4]; R];
+unsafe fn dot_tile<S: F32s, T: Widen, const C: usize, const R: usize>(
+    t: &TileArgs<T>,
+    i0: usize,
+    j0: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let (l, k, body) = (S::LANES, t.k, t.body);
+    let cols: [*const T; C] = std::array::from_fn(|c| t.b.add((j0 + c) * k));
+    let w: [*const f32; R] = std::array::from_fn(|r| t.w.add((i0 + r) * body));
+    let mut s = [[[S::zero(); 2]; C]; R];
     let mut kk = 0;
-    while kk + 4 * l <= body {
-        for line in (0..4 * l * size_of::<T>()).step_by(64) {
-            vector::prefetch(b.add(kk), PREFETCH + line);
+    while kk < body {
+        for col in cols {
+            for line in (0..2 * l * size_of::<T>()).step_by(64) {
+                vector::prefetch(col.add(kk), PREFETCH + line);
+            }
         }
-        let (b0, b1) = T::load2::<S>(b.add(kk));
-        let (b2, b3) = T::load2::<S>(b.add(kk + 2 * l));
+        let bv: [(S::V, S::V); C] = std::array::from_fn(|c| T::load2::<S>(cols[c].add(kk)));
         for (r, acc) in s.iter_mut().enumerate() {
-            let wr = w.add(r * body + kk);
-            acc[0] = S::fmadd(S::load(wr), b0, acc[0]);
-            acc[1] = S::fmadd(S::load(wr.add(l)), b1, acc[1]);
-            acc[2] = S::fmadd(S::load(wr.add(2 * l)), b2, acc[2]);
-            acc[3] = S::fmadd(S::load(wr.add(3 * l)), b3, acc[3]);
+            let (w0, w1) = (S::load(w[r].add(kk)), S::load(w[r].add(kk + l)));
+            for (c, pair) in acc.iter_mut().enumerate() {
+                pair[0] = S::fmadd(w0, bv[c].0, pair[0]);
+                pair[1] = S::fmadd(w1, bv[c].1, pair[1]);
+            }
         }
-        kk += 4 * l;
+        kk += 2 * l;
     }
-    if kk < body {
-        let (b0, b1) = T::load2::<S>(b.add(kk));
-        for (r, acc) in s.iter_mut().enumerate() {
-            let wr = w.add(r * body + kk);
-            acc[0] = S::fmadd(S::load(wr), b0, acc[0]);
-            acc[1] = S::fmadd(S::load(wr.add(l)), b1, acc[1]);
-        }
-    }
-    let mut out = [0f32; R];
     for (r, acc) in s.iter().enumerate() {
-        let t = dot_tail::<S, T>(body, k, a.add(r * k), b, acc[2]);
-        out[r] = S::sum(S::add(S::add(acc[0], acc[1]), S::add(t, acc[3])));
+        for (c, pair) in acc.iter().enumerate() {
+            let ar = t.a.add((i0 + r) * k);
+            let tail = dot_tail::<S, T>(body, k, ar, cols[c], pair[1]);
+            *out.add(r * ldo + c) = S::sum(S::add(pair[0], tail));
+        }
     }
-    out
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1133,7 +1154,7 @@ mod tests {
     /// Shapes that hit every edge: partial register tiles in both directions, a reduction that
     /// is not a multiple of the block or of the bf16 pair, the dot-product path (fewer than
     /// `MIN_ROWS_PACKED` rows: one row with the dot kernels' unrolled body and every tail, k =
-    /// 300 and 97, and row groups of 2 + 1 and 2), and more than one row block.
+    /// 300 and 97, and row and column tiles with remainders), and more than one row block.
     const SHAPES: [(usize, usize, usize); 12] = [
         (1, 1, 1),
         (1, 19, 300),

@@ -958,8 +958,8 @@ unsafe fn dot_tile<S: F32s, T: Widen, const C: usize, const R: usize>(
         kk += 2 * l;
     }
     for (r, acc) in s.iter().enumerate() {
+        let ar = t.a.add((i0 + r) * k);
         for (c, pair) in acc.iter().enumerate() {
-            let ar = t.a.add((i0 + r) * k);
             let tail = dot_tail::<S, T>(body, k, ar, cols[c], pair[1]);
             *out.add(r * ldo + c) = S::sum(S::add(pair[0], tail));
         }
